@@ -1,0 +1,1 @@
+//! The OpenCensus agent wire format.

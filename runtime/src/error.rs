@@ -1,0 +1,26 @@
+//! The one error type users see.
+
+use std::path::PathBuf;
+
+/// What went wrong in oclayer, worded so that the reader knows where and what to change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The telemetry configuration is invalid. `path` is the JSON path of the offending value.
+    #[error("invalid telemetry config at {path}: {message}")]
+    Config {
+        /// JSON path of the offending value, e.g. `extra_config."telemetry/opencensus".sample_rate`.
+        path: String,
+        /// What was seen and what is expected.
+        message: String,
+    },
+    /// The configuration file could not be read.
+    #[error("cannot read telemetry config file {}: {source}", path.display())]
+    ConfigFile {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,50 @@
+//! Exporters: where finished spans and view snapshots go.
+//!
+//! The runtime core never knows which exporters exist: it hands batches to every registered [`Exporter`].
+//! An exporter must return from `export_*` at once (queue and send later); it never blocks the caller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::Error;
+use crate::stats::ViewData;
+use crate::trace::SpanData;
+
+/// A batch of finished spans. Shared, so several exporters can keep it without copying.
+pub type SpanBatch = Arc<[SpanData]>;
+
+/// One report of every registered view, taken at one instant.
+pub type StatsReport = Arc<[ViewData]>;
+
+/// A boxed future returned by the async parts of [`Exporter`].
+pub type ExportFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Send + 'a>>;
+
+/// A destination for spans and stats. One trait for both, since exporters share their lifecycle
+/// (flush, shutdown); an exporter overrides only what it takes.
+pub trait Exporter: Send + Sync + 'static {
+    /// A short name for logs and the exporter health views (`ocagent`, `prometheus`, `memory`).
+    fn name(&self) -> &'static str;
+
+    /// Takes a batch of finished spans. Must not block.
+    fn export_spans(&self, spans: &SpanBatch) {
+        let _ = spans;
+    }
+
+    /// Takes a stats report. Must not block.
+    fn export_stats(&self, report: &StatsReport) {
+        let _ = report;
+    }
+
+    /// Resolves once everything handed over so far was delivered, or fails at `deadline`.
+    fn flush(&self, deadline: Instant) -> ExportFuture<'_> {
+        let _ = deadline;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Delivers what is queued by `deadline`, then releases connections and servers.
+    fn shutdown(&self, deadline: Instant) -> ExportFuture<'_> {
+        self.flush(deadline)
+    }
+}
