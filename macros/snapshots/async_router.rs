@@ -1,0 +1,32 @@
+/// Docs stay on the fn.
+#[inline]
+pub async fn handle(
+    req: http::Request<()>,
+    id: u64,
+    tenant: String,
+) -> Result<http::Response<()>, Error> {
+    static __OCLAYER: ::oclayer::__private::Site = ::oclayer::__private::Site::router(
+            "handle",
+        )
+        .name("users")
+        .route("/users/{id}")
+        .err();
+    __OCLAYER
+        .start(::oclayer::__private::http!(& req))
+        .fields(|__oclayer_fields| {
+            __oclayer_fields.set("user.id", &id);
+            __oclayer_fields.set("tenant", &tenant.as_str());
+        })
+        .output::<Result<http::Response<()>, Error>>()
+        .run(
+            async move {
+                if id == 0 {
+                    return Err(Error::NotFound);
+                }
+                let user = lookup(id)?;
+                Ok(respond(user))
+            },
+            |__oclayer_ret| ::oclayer::__private::outcome!(__oclayer_ret, err),
+        )
+        .await
+}

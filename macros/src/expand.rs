@@ -1,0 +1,186 @@
+//! Expansion: a checked [`Plan`] and the fn into the instrumented fn. Code generation only: every check
+//! happened in `valid.rs`.
+//!
+//! The generated code is kept short, since users read it in `cargo expand`: a `static` describing the
+//! call site, then one chain of calls into `__private` around the original body, which is left as written:
+//!
+//! ```text
+//! static __OCLAYER: __private::Site = __private::Site::router("handle").err();
+//! __OCLAYER.start(__private::http!(&req)).output::<Output>().run(async move { BODY }, |r| outcome!(r, err)).await
+//! ```
+//!
+//! Every path is absolute (`::oclayer::__private::...`, or the `crate = ...` path), so that nothing in the
+//! user's scope can change what it refers to. The generated locals are `mixed_site`, so the body can
+//! neither see nor shadow them.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::{AttrStyle, Expr, FnArg, Ident, ItemFn, Pat, Stmt, Type};
+
+use crate::valid::{Access, Layer, Plan, Shape};
+
+/// The instrumented fn.
+pub fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
+    let private = {
+        let krate = &plan.krate;
+        quote!(#krate::__private)
+    };
+    bind_requests_mut(plan, &mut item);
+
+    let site = site(plan, &item, &private);
+    let start = start(plan, &private);
+    let ret = Ident::new("__oclayer_ret", Span::mixed_site());
+    let outcome = match plan.err {
+        Some(err) => quote_spanned!(err=> |#ret| #private::outcome!(#ret, err)),
+        None => quote!(|#ret| #private::outcome!(#ret)),
+    };
+
+    let block = &item.block;
+    let body = match &plan.shape {
+        Shape::Sync { ret: Some(ty) } => quote!(#start.call(move || -> #ty #block, #outcome)),
+        Shape::Sync { ret: None } => quote!(#start.call(move || #block, #outcome)),
+        Shape::Async { output } => {
+            let typed = output_hint(output);
+            quote!(#start #typed.run(async move #block, #outcome).await)
+        }
+        Shape::ImplFuture { output } => {
+            let typed = output_hint(output);
+            quote!(#start #typed.run_future(move || #block, #outcome))
+        }
+        Shape::BoxPin { stmt, output } => {
+            let (before, last) = item.block.stmts.split_at(*stmt);
+            match last.first() {
+                Some(Stmt::Expr(Expr::Call(call), None)) => {
+                    let func = &call.func;
+                    let fut = &call.args;
+                    let typed = output_hint(output);
+                    quote!(#(#before)* #func(#start #typed.run(#fut, #outcome)))
+                }
+                // `valid.rs` found the call there; keep the body as written rather than fail.
+                _ => quote!(#block),
+            }
+        }
+    };
+
+    let ItemFn { attrs, vis, sig, .. } = &item;
+    let outer = attrs.iter().filter(|a| matches!(a.style, AttrStyle::Outer));
+    let inner = attrs.iter().filter(|a| matches!(a.style, AttrStyle::Inner(_)));
+    quote! {
+        #(#outer)*
+        #vis #sig {
+            #(#inner)*
+            #site
+            #body
+        }
+    }
+}
+
+/// `static __OCLAYER: Site = Site::router("fn_name").name("...")...;`: what never changes between calls,
+/// built at compile time.
+fn site(plan: &Plan, item: &ItemFn, private: &TokenStream) -> TokenStream {
+    let layer = match plan.layer {
+        Layer::Router => quote!(router),
+        Layer::Pipe => quote!(pipe),
+        Layer::Backend => quote!(backend),
+    };
+    let function = item.sig.ident.unraw().to_string();
+    let mut options = TokenStream::new();
+    if let Some(name) = &plan.name {
+        options.extend(quote!(.name(#name)));
+    }
+    if let Some(route) = &plan.route {
+        options.extend(quote!(.route(#route)));
+    }
+    if plan.err.is_some() {
+        options.extend(quote!(.err()));
+    }
+    if plan.skip_span {
+        options.extend(quote!(.skip_span()));
+    }
+    if plan.skip_measures {
+        options.extend(quote!(.skip_measures()));
+    }
+    quote! {
+        static __OCLAYER: #private::Site = #private::Site::#layer(#function) #options;
+    }
+}
+
+/// `__OCLAYER.start(http).fields(|f| ...)`: the call's start, with the request and the fields.
+fn start(plan: &Plan, private: &TokenStream) -> TokenStream {
+    let requests = plan.requests.iter().map(|r| {
+        let ident = &r.ident;
+        match r.access {
+            Access::Copy => quote!(#ident),
+            Access::Reborrow => quote!(&*#ident),
+            Access::ReborrowMut => quote!(&mut *#ident),
+            Access::Borrow => quote!(&#ident),
+            Access::BorrowMut => quote!(&mut #ident),
+        }
+    });
+    // A named request must be one (the compiler checks it); one found by its type may not be.
+    let http = if plan.request_named {
+        quote!(#private::request!(#(#requests),*))
+    } else {
+        quote!(#private::http!(#(#requests),*))
+    };
+    let mut start = if plan.has_receiver {
+        quote!(__OCLAYER.start_in::<Self>(#http))
+    } else {
+        quote!(__OCLAYER.start(#http))
+    };
+    if !plan.fields.is_empty() {
+        let fields = Ident::new("__oclayer_fields", Span::mixed_site());
+        let sets = plan.fields.iter().map(|f| {
+            let key = &f.key;
+            let value = &f.value;
+            let value = if needs_parens(value) { quote!(&(#value)) } else { quote!(&#value) };
+            quote!(#fields.set(#key, #value);)
+        });
+        start.extend(quote!(.fields(|#fields| { #(#sets)* })));
+    }
+    start
+}
+
+/// Whether `&expr` would bind differently from `&(expr)`.
+fn needs_parens(expr: &Expr) -> bool {
+    !matches!(
+        expr,
+        Expr::Array(_)
+            | Expr::Block(_)
+            | Expr::Call(_)
+            | Expr::Field(_)
+            | Expr::Index(_)
+            | Expr::Lit(_)
+            | Expr::Macro(_)
+            | Expr::MethodCall(_)
+            | Expr::Paren(_)
+            | Expr::Path(_)
+            | Expr::Reference(_)
+            | Expr::Struct(_)
+            | Expr::Tuple(_)
+            | Expr::Unary(_)
+    )
+}
+
+/// The backend injects headers into an owned request, so its binding must be `mut`. Patterns are not part
+/// of a fn's signature, so callers and trait impls are unaffected.
+fn bind_requests_mut(plan: &Plan, item: &mut ItemFn) {
+    for request in plan.requests.iter().filter(|r| r.access == Access::BorrowMut) {
+        for arg in &mut item.sig.inputs {
+            if let FnArg::Typed(typed) = arg
+                && let Pat::Ident(pat) = &mut *typed.pat
+                && pat.ident == request.ident
+                && pat.mutability.is_none()
+            {
+                pat.mutability = Some(syn::Token![mut](pat.ident.span()));
+            }
+        }
+    }
+}
+
+/// `.output::<T>()`: gives the body's future its declared output type before the body is type-checked, so
+/// that `?` and `.into()` in it infer as they did without the attribute. Nothing when the type is unknown.
+fn output_hint(output: &Type) -> TokenStream {
+    if matches!(output, Type::Infer(_)) { TokenStream::new() } else { quote!(.output::<#output>()) }
+}
