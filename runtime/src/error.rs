@@ -23,4 +23,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An exporter's HTTP server (Prometheus `/metrics`, the `/debug` pages) cannot listen on its address:
+    /// the port is taken, needs privileges, or the address is not one of this host's.
+    #[error("cannot listen on {address} (set at {path}): {source}; choose a free port or another address")]
+    Listen {
+        /// The address that was asked for.
+        address: std::net::SocketAddr,
+        /// JSON path of the setting that chose it, e.g.
+        /// `extra_config."telemetry/opencensus".exporters.prometheus.port`.
+        path: String,
+        /// Why binding failed.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -8,6 +8,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod http_server;
+pub mod prometheus;
+pub mod zpages;
+
+pub use prometheus::PrometheusExporter;
+pub use zpages::ZPagesExporter;
+
 use crate::Error;
 use crate::stats::ViewData;
 use crate::trace::SpanData;
