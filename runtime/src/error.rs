@@ -36,4 +36,20 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A stats view cannot be registered: its definition is invalid or conflicts with one in use.
+    #[error("stats view `{name}`: {message}")]
+    View {
+        /// The view's name.
+        name: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A stats tag key is invalid.
+    #[error("invalid stats tag key {key:?}: {message}")]
+    TagKey {
+        /// The key as given.
+        key: String,
+        /// What is expected.
+        message: String,
+    },
 }

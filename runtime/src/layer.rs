@@ -1,9 +1,17 @@
 //! The three layers of a gateway (router, pipe, backend): what each records. Span names, attribute keys,
 //! measures and views are named here and only here.
+//!
+//! The views keep OpenCensus' names (opencensus-go's `ochttp` for router and backend), so existing
+//! dashboards and agents understand them; ours add tags so each can be split by route, backend and status.
+//! Tag values that are paths are always *patterns* (`/users/{id}`), never the raw path: a raw path would make
+//! a row per user, and the number of rows must stay bounded.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
 
+use crate::Error;
 use crate::config::EnabledLayers;
+use crate::stats::{self, Aggregation, Float64Measure, Int64Measure, TagKey, View};
 
 /// One of the three places a gateway request passes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,12 +59,403 @@ static ENABLED: AtomicU8 = AtomicU8::new(0);
 /// Switches layers on and off; `init` calls it with the config's set, `shutdown` with none.
 pub(crate) fn set_enabled(layers: EnabledLayers) {
     let mut bits = 0;
-    for (on, layer) in [(layers.router, Layer::Router), (layers.pipe, Layer::Pipe), (layers.backend, Layer::Backend)] {
+    for (on, layer) in
+        [(layers.router, Layer::Router), (layers.pipe, Layer::Pipe), (layers.backend, Layer::Backend)]
+    {
         if on {
             bits |= layer.bit();
         }
     }
     ENABLED.store(bits, Ordering::Relaxed);
+}
+
+// ---- stats: tag keys ---------------------------------------------------------------------------------------
+
+/// Router: the route pattern that matched (`/users/{id}`), as ochttp's `KeyServerRoute`.
+pub const KEY_SERVER_ROUTE: TagKey = TagKey::from_static("http_server_route");
+/// Router: the request method (`GET`), as ochttp's `Method`.
+pub const KEY_SERVER_METHOD: TagKey = TagKey::from_static("http.method");
+/// Router: the response status code (`200`), as ochttp's `StatusCode`.
+pub const KEY_SERVER_STATUS: TagKey = TagKey::from_static("http.status");
+/// Backend: the upstream host (`users-api:8080`).
+pub const KEY_CLIENT_HOST: TagKey = TagKey::from_static("http_client_host");
+/// Backend: the upstream URL pattern or path pattern (`/users/{id}`).
+pub const KEY_CLIENT_PATH: TagKey = TagKey::from_static("http_client_path");
+/// Backend: the request method.
+pub const KEY_CLIENT_METHOD: TagKey = TagKey::from_static("http_client_method");
+/// Backend: the response status code; `500` when no response came (a transport error), as ochttp records.
+pub const KEY_CLIENT_STATUS: TagKey = TagKey::from_static("http_client_status");
+/// Pipe: the endpoint pattern.
+pub const KEY_ENDPOINT: TagKey = TagKey::from_static("endpoint");
+/// Pipe: how the run ended: `ok`, `error` or `canceled` (see [`PipeOutcome`]).
+pub const KEY_OUTCOME: TagKey = TagKey::from_static("outcome");
+/// Health: the exporter (`ocagent`, `prometheus`, ...).
+pub const KEY_EXPORTER: TagKey = TagKey::from_static("exporter");
+
+const ROUTER_KEYS: [TagKey; 3] = [KEY_SERVER_ROUTE, KEY_SERVER_METHOD, KEY_SERVER_STATUS];
+const BACKEND_KEYS: [TagKey; 4] = [KEY_CLIENT_HOST, KEY_CLIENT_PATH, KEY_CLIENT_METHOD, KEY_CLIENT_STATUS];
+const PIPE_KEYS: [TagKey; 2] = [KEY_ENDPOINT, KEY_OUTCOME];
+
+// ---- stats: bucket bounds ----------------------------------------------------------------------------------
+
+/// Latency buckets in ms, as ochttp's `DefaultLatencyDistribution`.
+pub const LATENCY_BOUNDS_MS: [f64; 34] = [
+    1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 30.0, 40.0, 50.0, 65.0, 80.0, 100.0,
+    130.0, 160.0, 200.0, 250.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 2000.0, 5000.0, 10000.0, 20000.0,
+    50000.0, 100000.0,
+];
+
+/// Size buckets in bytes, as ochttp's `DefaultSizeDistribution`.
+pub const SIZE_BOUNDS_BYTES: [f64; 13] = [
+    1024.0,
+    2048.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+];
+
+// ---- stats: measures ---------------------------------------------------------------------------------------
+
+/// Router: one per request.
+pub static SERVER_REQUEST_COUNT: Int64Measure =
+    Int64Measure::new("opencensus.io/http/server/request_count", "Number of HTTP requests started", "1");
+/// Router: request body size.
+pub static SERVER_REQUEST_BYTES: Int64Measure = Int64Measure::new(
+    "opencensus.io/http/server/request_bytes",
+    "HTTP request body size if set as ContentLength (uncompressed)",
+    "By",
+);
+/// Router: response body size.
+pub static SERVER_RESPONSE_BYTES: Int64Measure = Int64Measure::new(
+    "opencensus.io/http/server/response_bytes",
+    "HTTP response body size (uncompressed)",
+    "By",
+);
+/// Router: time to answer.
+pub static SERVER_LATENCY: Float64Measure =
+    Float64Measure::new("opencensus.io/http/server/latency", "End-to-end latency", "ms");
+
+/// Backend: request body bytes sent.
+pub static CLIENT_SENT_BYTES: Int64Measure = Int64Measure::new(
+    "opencensus.io/http/client/sent_bytes",
+    "Total bytes sent in request body (not including headers)",
+    "By",
+);
+/// Backend: response body bytes received.
+pub static CLIENT_RECEIVED_BYTES: Int64Measure = Int64Measure::new(
+    "opencensus.io/http/client/received_bytes",
+    "Total bytes received in response bodies (not including headers but including error responses with bodies)",
+    "By",
+);
+/// Backend: time from sending the request to the end of the response (or the error).
+pub static CLIENT_ROUNDTRIP_LATENCY: Float64Measure = Float64Measure::new(
+    "opencensus.io/http/client/roundtrip_latency",
+    "Time between first byte of request headers sent to last byte of response received, or terminal error",
+    "ms",
+);
+
+/// Pipe: time of one run of an endpoint's proxy pipeline.
+pub static PIPE_LATENCY: Float64Measure = Float64Measure::new(
+    "oclayer.io/pipe/latency",
+    "Time from the pipe receiving the request to its response or error",
+    "ms",
+);
+
+/// Health: spans dropped (a full queue).
+pub static DROPPED_SPANS: Int64Measure =
+    Int64Measure::new("oclayer.io/export/dropped_spans", "Spans dropped before export", "1");
+/// Health: stats reports dropped.
+pub static DROPPED_REPORTS: Int64Measure =
+    Int64Measure::new("oclayer.io/export/dropped_reports", "Stats reports dropped before export", "1");
+/// Health: failed export attempts.
+pub static EXPORT_ERRORS: Int64Measure =
+    Int64Measure::new("oclayer.io/export/errors", "Failed export attempts", "1");
+
+// ---- stats: views ------------------------------------------------------------------------------------------
+
+/// The views a layer records into, as `register_layer_views` registers them.
+pub fn views(layer: Layer) -> Vec<View> {
+    let latency = || Aggregation::distribution(&LATENCY_BOUNDS_MS);
+    let size = || Aggregation::distribution(&SIZE_BOUNDS_BYTES);
+    match layer {
+        Layer::Router => vec![
+            View::new(
+                "opencensus.io/http/server/request_count",
+                "Count of HTTP requests started",
+                &SERVER_REQUEST_COUNT,
+                &ROUTER_KEYS,
+                Aggregation::Count,
+            ),
+            View::new(
+                "opencensus.io/http/server/request_bytes",
+                "Size distribution of HTTP request body",
+                &SERVER_REQUEST_BYTES,
+                &ROUTER_KEYS,
+                size(),
+            ),
+            View::new(
+                "opencensus.io/http/server/response_bytes",
+                "Size distribution of HTTP response body",
+                &SERVER_RESPONSE_BYTES,
+                &ROUTER_KEYS,
+                size(),
+            ),
+            View::new(
+                "opencensus.io/http/server/latency",
+                "Latency distribution of HTTP requests",
+                &SERVER_LATENCY,
+                &ROUTER_KEYS,
+                latency(),
+            ),
+            View::new(
+                "opencensus.io/http/server/request_count_by_method",
+                "Server request count by HTTP method",
+                &SERVER_REQUEST_COUNT,
+                &[KEY_SERVER_METHOD],
+                Aggregation::Count,
+            ),
+            View::new(
+                "opencensus.io/http/server/response_count_by_status_code",
+                "Server response count by status code",
+                &SERVER_LATENCY,
+                &[KEY_SERVER_STATUS],
+                Aggregation::Count,
+            ),
+        ],
+        Layer::Pipe => vec![
+            View::new(
+                "oclayer.io/pipe/request_count",
+                "Count of pipe runs, by endpoint and outcome",
+                &PIPE_LATENCY,
+                &PIPE_KEYS,
+                Aggregation::Count,
+            ),
+            View::new(
+                "oclayer.io/pipe/latency",
+                "Latency distribution of pipe runs, by endpoint and outcome",
+                &PIPE_LATENCY,
+                &PIPE_KEYS,
+                latency(),
+            ),
+        ],
+        Layer::Backend => vec![
+            View::new(
+                "opencensus.io/http/client/sent_bytes",
+                "Total bytes sent in request body (not including headers), by HTTP method and response status",
+                &CLIENT_SENT_BYTES,
+                &BACKEND_KEYS,
+                size(),
+            ),
+            View::new(
+                "opencensus.io/http/client/received_bytes",
+                "Total bytes received in response bodies (not including headers but including error responses \
+                 with bodies), by HTTP method and response status",
+                &CLIENT_RECEIVED_BYTES,
+                &BACKEND_KEYS,
+                size(),
+            ),
+            View::new(
+                "opencensus.io/http/client/roundtrip_latency",
+                "End-to-end latency, by HTTP method and response status",
+                &CLIENT_ROUNDTRIP_LATENCY,
+                &BACKEND_KEYS,
+                latency(),
+            ),
+            View::new(
+                "opencensus.io/http/client/completed_count",
+                "Count of completed requests, by HTTP method and response status",
+                &CLIENT_ROUNDTRIP_LATENCY,
+                &BACKEND_KEYS,
+                Aggregation::Count,
+            ),
+        ],
+    }
+}
+
+/// The runtime's own health views, registered whatever the layers: what exporters and the span pipeline
+/// lost (see [`stats::health`]).
+pub fn health_views() -> Vec<View> {
+    vec![
+        View::new(
+            "oclayer.io/export/dropped_spans",
+            "Spans dropped before export, by exporter",
+            &DROPPED_SPANS,
+            &[KEY_EXPORTER],
+            Aggregation::Sum,
+        ),
+        View::new(
+            "oclayer.io/export/dropped_reports",
+            "Stats reports dropped before export, by exporter",
+            &DROPPED_REPORTS,
+            &[KEY_EXPORTER],
+            Aggregation::Sum,
+        ),
+        View::new(
+            "oclayer.io/export/errors",
+            "Failed export attempts, by exporter",
+            &EXPORT_ERRORS,
+            &[KEY_EXPORTER],
+            Aggregation::Count,
+        ),
+    ]
+}
+
+/// Registers the health views and the views of the enabled layers, and unregisters those of disabled
+/// layers (so a second `init` with fewer layers leaves no stale views). Registering again is a no-op for
+/// views already there: their data continues.
+///
+/// # Errors
+/// [`Error::View`] if a view of the same name but another definition was registered by someone else.
+pub fn register_layer_views(layers: EnabledLayers) -> Result<(), Error> {
+    let mut wanted = health_views();
+    for (on, layer) in
+        [(layers.router, Layer::Router), (layers.pipe, Layer::Pipe), (layers.backend, Layer::Backend)]
+    {
+        if on {
+            wanted.extend(views(layer));
+        } else {
+            for view in views(layer) {
+                stats::unregister(view.name());
+            }
+        }
+    }
+    stats::register(&wanted)
+}
+
+// ---- stats: recording --------------------------------------------------------------------------------------
+
+/// "100" to "999", three bytes each, so a status tag is a slice and never a formatted `String`.
+const STATUS_DIGITS: [u8; 2700] = {
+    let mut digits = [0u8; 2700];
+    let mut i = 0;
+    while i < 900 {
+        let code = i + 100;
+        digits[i * 3] = b'0' + (code / 100) as u8;
+        digits[i * 3 + 1] = b'0' + (code / 10 % 10) as u8;
+        digits[i * 3 + 2] = b'0' + (code % 10) as u8;
+        i += 1;
+    }
+    digits
+};
+
+static STATUS_TEXT: &str = match std::str::from_utf8(&STATUS_DIGITS) {
+    Ok(text) => text,
+    Err(_) => panic!("STATUS_DIGITS holds ASCII digits only"),
+};
+
+/// The status tag of an HTTP status code: its three digits, or `invalid` outside 100..=999 (which no HTTP
+/// library produces).
+pub fn status_tag(code: u16) -> &'static str {
+    match code {
+        100..=999 => {
+            let i = usize::from(code - 100) * 3;
+            &STATUS_TEXT[i..i + 3]
+        }
+        _ => "invalid",
+    }
+}
+
+fn millis(latency: Duration) -> f64 {
+    latency.as_secs_f64() * 1e3
+}
+
+fn bytes(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Records one request served by the router layer into the router views.
+///
+/// `route` is the route *pattern* that matched (`/users/{id}`), never the request path; when no route
+/// matched, pass a fixed placeholder such as [`UNMATCHED_ROUTE`]. `method` is the request method as sent
+/// (`GET`). Does not check whether the layer is enabled (the caller did); never allocates once this thread
+/// has recorded the same route, method and status.
+pub fn record_router(
+    route: &str,
+    method: &str,
+    status: u16,
+    request_bytes: u64,
+    response_bytes: u64,
+    latency: Duration,
+) {
+    stats::record_with_tags(
+        &[
+            SERVER_REQUEST_COUNT.m(1),
+            SERVER_REQUEST_BYTES.m(bytes(request_bytes)),
+            SERVER_RESPONSE_BYTES.m(bytes(response_bytes)),
+            SERVER_LATENCY.m(millis(latency)),
+        ],
+        &[(&KEY_SERVER_ROUTE, route), (&KEY_SERVER_METHOD, method), (&KEY_SERVER_STATUS, status_tag(status))],
+    );
+}
+
+/// The route tag of a request that matched no route: raw paths must not become tag values.
+pub const UNMATCHED_ROUTE: &str = "(unmatched)";
+
+/// How a pipe run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PipeOutcome {
+    /// A response.
+    Ok,
+    /// An `Err`.
+    Error,
+    /// The caller went away before the end (the future was dropped).
+    Canceled,
+}
+
+impl PipeOutcome {
+    /// The `outcome` tag value: `ok`, `error` or `canceled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PipeOutcome::Ok => "ok",
+            PipeOutcome::Error => "error",
+            PipeOutcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// Records one pipe run into the pipe views. `endpoint` is the endpoint *pattern*, never a raw path.
+pub fn record_pipe(endpoint: &str, outcome: PipeOutcome, latency: Duration) {
+    stats::record_with_tags(
+        &[PIPE_LATENCY.m(millis(latency))],
+        &[(&KEY_ENDPOINT, endpoint), (&KEY_OUTCOME, outcome.as_str())],
+    );
+}
+
+/// Records one upstream call into the backend views.
+///
+/// `path` is the backend's URL *pattern* or path pattern (`/users/{id}`), never the path sent; `host` the
+/// upstream host. `status` is `None` for a transport error (no response), which is recorded as `500`, as
+/// ochttp does. Never allocates once this thread has recorded the same tags.
+pub fn record_backend(
+    host: &str,
+    path: &str,
+    method: &str,
+    status: Option<u16>,
+    sent_bytes: u64,
+    received_bytes: u64,
+    latency: Duration,
+) {
+    stats::record_with_tags(
+        &[
+            CLIENT_SENT_BYTES.m(bytes(sent_bytes)),
+            CLIENT_RECEIVED_BYTES.m(bytes(received_bytes)),
+            CLIENT_ROUNDTRIP_LATENCY.m(millis(latency)),
+        ],
+        &[
+            (&KEY_CLIENT_HOST, host),
+            (&KEY_CLIENT_PATH, path),
+            (&KEY_CLIENT_METHOD, method),
+            (&KEY_CLIENT_STATUS, status.map_or("500", status_tag)),
+        ],
+    );
 }
 
 #[cfg(test)]
