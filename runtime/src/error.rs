@@ -23,6 +23,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The telemetry configuration is not JSON at all (a missing comma, an unclosed brace...).
+    #[error("telemetry config is not valid JSON at line {line}, column {column}: {message}")]
+    ConfigSyntax {
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem (0 when the text ended before anything was read).
+        column: usize,
+        /// What the JSON reader expected there.
+        message: String,
+    },
     /// An exporter's HTTP server (Prometheus `/metrics`, the `/debug` pages) cannot listen on its address:
     /// the port is taken, needs privileges, or the address is not one of this host's.
     #[error("cannot listen on {address} (set at {path}): {source}; choose a free port or another address")]
