@@ -62,4 +62,18 @@ pub enum Error {
         /// What is expected.
         message: String,
     },
+    /// `init` was called while a telemetry pipeline is running; there is one per process. Shut the running
+    /// one down (or drop its `Telemetry`) first.
+    #[error(
+        "telemetry is already initialized in this process: shut the running pipeline down (Telemetry::shutdown) \
+         before calling init again"
+    )]
+    AlreadyInitialized,
+    /// The telemetry pipeline could not start, flush or stop as asked (its thread could not be created, a
+    /// deadline passed, an exporter failed to shut down); the message says which and what to do.
+    #[error("telemetry pipeline: {message}")]
+    Pipeline {
+        /// What failed.
+        message: String,
+    },
 }

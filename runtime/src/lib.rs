@@ -14,6 +14,7 @@ mod error;
 pub mod export;
 pub mod layer;
 pub mod stats;
+mod telemetry;
 pub mod trace;
 
 #[doc(hidden)]
@@ -21,3 +22,5 @@ pub mod private;
 
 pub use config::Config;
 pub use error::Error;
+pub use telemetry::{DEFAULT_TIMEOUT, Telemetry, TelemetryBuilder, init, init_from_file};
+pub use trace::current_span;

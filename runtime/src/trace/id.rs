@@ -59,3 +59,158 @@ impl fmt::Debug for SpanId {
         write!(f, "SpanId({self})")
     }
 }
+
+impl TraceId {
+    /// A new random, valid trace id from the calling thread's generator (no lock, no syscall).
+    pub fn random() -> TraceId {
+        loop {
+            let (hi, lo) = (rng::next_u64(), rng::next_u64());
+            if hi | lo != 0 {
+                let mut bytes = [0; 16];
+                bytes[..8].copy_from_slice(&hi.to_be_bytes());
+                bytes[8..].copy_from_slice(&lo.to_be_bytes());
+                return TraceId(bytes);
+            }
+        }
+    }
+
+    /// Parses exactly 32 lower-case hex digits. Upper case, other lengths and the all-zero id give `None`:
+    /// propagation treats them all as "no parent".
+    pub fn from_hex(hex: &str) -> Option<TraceId> {
+        let mut bytes = [0; 16];
+        decode_lower_hex(hex, &mut bytes)?;
+        let id = TraceId(bytes);
+        id.is_valid().then_some(id)
+    }
+
+    /// The first 8 bytes as a big-endian integer: what probability sampling compares against its
+    /// threshold, as opencensus-go does, so that every service of a trace reaches the same decision.
+    pub(crate) fn high_u64(&self) -> u64 {
+        let mut high = [0; 8];
+        high.copy_from_slice(&self.0[..8]);
+        u64::from_be_bytes(high)
+    }
+}
+
+impl SpanId {
+    /// A new random, valid span id from the calling thread's generator (no lock, no syscall).
+    pub fn random() -> SpanId {
+        loop {
+            let value = rng::next_u64();
+            if value != 0 {
+                return SpanId(value.to_be_bytes());
+            }
+        }
+    }
+
+    /// Parses exactly 16 lower-case hex digits; anything else, and the all-zero id, gives `None`.
+    pub fn from_hex(hex: &str) -> Option<SpanId> {
+        let mut bytes = [0; 8];
+        decode_lower_hex(hex, &mut bytes)?;
+        let id = SpanId(bytes);
+        id.is_valid().then_some(id)
+    }
+}
+
+/// Decodes `hex` into `out`, which it must fill exactly. Only lower-case digits are accepted: W3C trace
+/// context and B3 both specify lower-case hex, and accepting more would let one id have two spellings.
+fn decode_lower_hex(hex: &str, out: &mut [u8]) -> Option<()> {
+    let digits = hex.as_bytes();
+    if digits.len() != out.len() * 2 {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (lower_hex_value(pair[0])? << 4) | lower_hex_value(pair[1])?;
+    }
+    Some(())
+}
+
+fn lower_hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// A per-thread wyrand generator. Ids need to be unique, not secret: wyrand passes BigCrush, costs about a
+/// nanosecond, and being per thread it never contends. Each thread seeds itself once from std's
+/// `RandomState` (OS randomness, drawn once per thread) mixed with the thread's id.
+mod rng {
+    use std::cell::Cell;
+    use std::hash::{BuildHasher, Hash, Hasher};
+
+    thread_local! {
+        // 0 means "not seeded yet": a const initialiser keeps every access a plain thread-local load.
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+
+    #[inline]
+    pub(super) fn next_u64() -> u64 {
+        STATE
+            .try_with(|state| {
+                let mut current = state.get();
+                if current == 0 {
+                    current = seed();
+                }
+                let (value, next) = wyrand(current);
+                state.set(next);
+                value
+            })
+            // The thread is being torn down and its locals are gone: draw from a fresh seed instead.
+            .unwrap_or_else(|_| wyrand(seed()).0)
+    }
+
+    #[inline]
+    fn wyrand(state: u64) -> (u64, u64) {
+        let next = state.wrapping_add(0xa076_1d64_78bd_642f);
+        let product = u128::from(next).wrapping_mul(u128::from(next ^ 0xe703_7ed1_a0b4_28db));
+        (((product >> 64) as u64) ^ (product as u64), next)
+    }
+
+    #[cold]
+    fn seed() -> u64 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        std::thread::current().id().hash(&mut hasher);
+        // Never 0, which would read as "not seeded" on the next call.
+        hasher.finish() | 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_valid_and_distinct() {
+        let traces: std::collections::HashSet<TraceId> = (0..1000).map(|_| TraceId::random()).collect();
+        let spans: std::collections::HashSet<SpanId> = (0..1000).map(|_| SpanId::random()).collect();
+        assert_eq!(traces.len(), 1000);
+        assert_eq!(spans.len(), 1000);
+        assert!(traces.iter().all(TraceId::is_valid) && spans.iter().all(SpanId::is_valid));
+    }
+
+    #[test]
+    fn threads_draw_different_ids() {
+        let here = SpanId::random();
+        let there = std::thread::spawn(SpanId::random).join().expect("thread panicked");
+        assert_ne!(here, there);
+    }
+
+    #[test]
+    fn hex_round_trips_and_rejects_bad_spellings() {
+        let trace = TraceId::random();
+        assert_eq!(TraceId::from_hex(&trace.to_string()), Some(trace));
+        let span = SpanId::random();
+        assert_eq!(SpanId::from_hex(&span.to_string()), Some(span));
+
+        assert_eq!(TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").map(|t| t.0[0]), Some(0x0a));
+        assert_eq!(TraceId::from_hex("0AF7651916CD43DD8448EB211C80319C"), None, "upper case");
+        assert_eq!(TraceId::from_hex("0af7651916cd43dd8448eb211c80319"), None, "short");
+        assert_eq!(TraceId::from_hex(&"0".repeat(32)), None, "all zero");
+        assert_eq!(SpanId::from_hex("b7ad6b71692033g0"), None, "not hex");
+        assert_eq!(SpanId::from_hex("b7ad6b716920333"), None, "short");
+        assert_eq!(SpanId::from_hex("0000000000000000"), None, "all zero");
+        assert_eq!(SpanId::from_hex("ééééééé"), None, "multi-byte");
+    }
+}

@@ -20,14 +20,43 @@ pub struct SpanContext {
     pub tracestate: TraceState,
 }
 
+impl SpanContext {
+    /// No trace at all: what "no current span" reads as. Invalid ids, not sampled.
+    pub const INVALID: SpanContext = SpanContext {
+        trace_id: TraceId::INVALID,
+        span_id: SpanId::INVALID,
+        sampled: false,
+        tracestate: TraceState::EMPTY,
+    };
+
+    /// Whether both ids are valid (not all zero), i.e. this context names a real span.
+    pub fn is_valid(&self) -> bool {
+        self.trace_id.is_valid() && self.span_id.is_valid()
+    }
+}
+
 /// W3C `tracestate`: ordered vendor key/value pairs. Empty costs no allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct TraceState(pub Option<Arc<[(String, String)]>>);
 
 impl TraceState {
+    /// No entries.
+    pub const EMPTY: TraceState = TraceState(None);
+
     /// The entries, in header order.
     pub fn entries(&self) -> &[(String, String)] {
         self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+
+    /// A tracestate holding `entries` in this order; no allocation when empty. Entries are taken as they
+    /// are: [`crate::trace::propagation`] validates what comes from headers.
+    pub fn from_entries(entries: Vec<(String, String)>) -> TraceState {
+        if entries.is_empty() { TraceState::EMPTY } else { TraceState(Some(entries.into())) }
     }
 }
 
@@ -56,6 +85,55 @@ pub enum AttributeValue {
     /// A 64-bit float.
     Double(f64),
 }
+
+impl From<&'static str> for AttributeValue {
+    fn from(value: &'static str) -> Self {
+        AttributeValue::String(Cow::Borrowed(value))
+    }
+}
+
+impl From<String> for AttributeValue {
+    fn from(value: String) -> Self {
+        AttributeValue::String(Cow::Owned(value))
+    }
+}
+
+impl From<Cow<'static, str>> for AttributeValue {
+    fn from(value: Cow<'static, str>) -> Self {
+        AttributeValue::String(value)
+    }
+}
+
+impl From<bool> for AttributeValue {
+    fn from(value: bool) -> Self {
+        AttributeValue::Bool(value)
+    }
+}
+
+impl From<f64> for AttributeValue {
+    fn from(value: f64) -> Self {
+        AttributeValue::Double(value)
+    }
+}
+
+impl From<f32> for AttributeValue {
+    fn from(value: f32) -> Self {
+        AttributeValue::Double(value.into())
+    }
+}
+
+// Only the integer types that fit an i64 without loss: a u64 or usize could not round-trip, so the caller
+// decides how to convert those.
+macro_rules! int_attribute_value {
+    ($($int:ty),*) => {$(
+        impl From<$int> for AttributeValue {
+            fn from(value: $int) -> Self {
+                AttributeValue::Int(value.into())
+            }
+        }
+    )*};
+}
+int_attribute_value!(i8, i16, i32, i64, u8, u16, u32);
 
 /// Span (or annotation, or link) attributes, with the count of those dropped by the limits.
 #[derive(Clone, Debug, PartialEq, Default)]

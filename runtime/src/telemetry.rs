@@ -1,0 +1,466 @@
+//! Starting and stopping the telemetry pipeline.
+//!
+//! [`init`] is synchronous and needs no async runtime in the caller: it starts one background thread,
+//! `oclayer-export`, running a current-thread tokio runtime that hosts the span batcher, the stats
+//! reporting loop and the exporters' network tasks and servers. Nothing on the request path ever waits for
+//! that thread.
+//!
+//! One pipeline runs per process. [`Telemetry`] is its handle: [`Telemetry::flush`] delivers what is queued,
+//! [`Telemetry::shutdown`] switches the layers off, delivers what is queued, stops the exporters and joins
+//! the thread. Both return plain futures that work on any executor, including a current-thread tokio
+//! runtime. Dropping the handle without shutting down stops the pipeline without waiting for it; after
+//! either, `init` may be called again.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, EnabledLayers};
+use crate::export::{self, Exporter};
+use crate::trace::pipeline::{self, Batcher, SpanSink};
+use crate::trace::{self, Sampler};
+use crate::{Error, layer, stats};
+
+/// How long [`Telemetry::flush`] and [`Telemetry::shutdown`] may take by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Set while a pipeline runs: one per process.
+static LIVE: AtomicBool = AtomicBool::new(false);
+
+/// Starts the telemetry pipeline from `config` with the exporters it names.
+///
+/// Fails if a pipeline is already running, if an exporter cannot start (e.g. its port is taken), or if the
+/// background thread cannot be created.
+pub fn init(config: Config) -> Result<Telemetry, Error> {
+    Telemetry::builder(config).init()
+}
+
+/// Reads KrakenD's config file (a whole `krakend.json` or just the `telemetry/opencensus` block) and
+/// starts the pipeline from it; see [`init`].
+pub fn init_from_file(path: impl AsRef<Path>) -> Result<Telemetry, Error> {
+    init(Config::from_file(path)?)
+}
+
+/// Options of the pipeline beyond the config: extra exporters and the span queue's sizes.
+#[must_use = "the pipeline starts only with `init`"]
+pub struct TelemetryBuilder {
+    config: Config,
+    exporters: Vec<Arc<dyn Exporter>>,
+    span_queue_capacity: usize,
+    span_batch_size: usize,
+    span_batch_timeout: Duration,
+}
+
+impl std::fmt::Debug for TelemetryBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let exporters: Vec<&str> = self.exporters.iter().map(|e| e.name()).collect();
+        f.debug_struct("TelemetryBuilder")
+            .field("config", &self.config)
+            .field("exporters", &exporters)
+            .field("span_queue_capacity", &self.span_queue_capacity)
+            .field("span_batch_size", &self.span_batch_size)
+            .field("span_batch_timeout", &self.span_batch_timeout)
+            .finish()
+    }
+}
+
+impl TelemetryBuilder {
+    /// Adds an exporter besides those the config names, e.g. an
+    /// [`InMemoryExporter`](crate::export::memory::InMemoryExporter) in tests.
+    pub fn exporter(mut self, exporter: Arc<dyn Exporter>) -> TelemetryBuilder {
+        self.exporters.push(exporter);
+        self
+    }
+
+    /// How many finished spans may wait for the exporters before the oldest are dropped; default
+    /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The queue is allocated up front,
+    /// 16 bytes a span.
+    pub fn span_queue_capacity(mut self, spans: usize) -> TelemetryBuilder {
+        self.span_queue_capacity = spans.max(1);
+        self
+    }
+
+    /// Spans per batch handed to the exporters; default [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE).
+    /// A batch goes out as soon as it is full. Above the queue capacity, batches go out by age only.
+    pub fn span_batch_size(mut self, spans: usize) -> TelemetryBuilder {
+        self.span_batch_size = spans.max(1);
+        self
+    }
+
+    /// The longest a finished span waits before its batch goes out even if not full; default
+    /// [`DEFAULT_BATCH_TIMEOUT`](crate::trace::DEFAULT_BATCH_TIMEOUT).
+    pub fn span_batch_timeout(mut self, timeout: Duration) -> TelemetryBuilder {
+        self.span_batch_timeout = timeout;
+        self
+    }
+
+    /// Starts the pipeline. See [`init`].
+    pub fn init(self) -> Result<Telemetry, Error> {
+        if LIVE.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return Err(Error::AlreadyInitialized);
+        }
+        self.start().inspect_err(|_| LIVE.store(false, Ordering::Release))
+    }
+
+    fn start(self) -> Result<Telemetry, Error> {
+        let TelemetryBuilder {
+            config,
+            mut exporters,
+            span_queue_capacity,
+            span_batch_size,
+            span_batch_timeout,
+        } = self;
+        // Views first: a conflicting view is a config-time error, before any thread or server starts.
+        layer::register_layer_views(config.enabled_layers)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("oclayer-export")
+            .build()
+            .map_err(|e| pipeline_error(format!("cannot create the export runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+
+        match export::from_config(&config, &handle) {
+            Ok(from_config) => exporters.extend(from_config),
+            Err(e) => {
+                // Not a plain drop: the caller may be inside an async runtime, where dropping one panics.
+                runtime.shutdown_background();
+                return Err(e);
+            }
+        }
+        let exporters: Arc<[Arc<dyn Exporter>]> = exporters.into();
+
+        let sink = Arc::new(SpanSink::new(span_queue_capacity, span_batch_size));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let mut tasks = BackgroundTasks::default();
+        // Background tasks start here: each gets a stop signal, fired at shutdown after the span queue is
+        // drained and before the exporters shut down, and is awaited (up to the deadline).
+        {
+            let _inside = handle.enter();
+            let period = config.reporting_period;
+            let stats_exporters = exporters.to_vec();
+            tasks.spawn("stats reporting", move |stop| stats::reporting_loop(period, stats_exporters, stop));
+        }
+
+        let batcher_sink = Arc::clone(&sink);
+        let batcher_exporters = Arc::clone(&exporters);
+        let (stopped_tx, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("oclayer-export".into())
+            .spawn(move || {
+                let exit_grace = runtime.block_on(async move {
+                    let batcher =
+                        Batcher::new(batcher_sink, Arc::clone(&batcher_exporters), span_batch_timeout);
+                    background(batcher, batcher_exporters, tasks, command_rx).await
+                });
+                // Tasks still running (an exporter's connection, a server) are cancelled; blocking work
+                // gets until the shutdown deadline.
+                runtime.shutdown_timeout(exit_grace);
+                let _ = stopped_tx.send(());
+            })
+            .map_err(|e| pipeline_error(format!("cannot start the oclayer-export thread: {e}")))?;
+
+        pipeline::install(sink);
+        trace::set_sampler(Sampler::from_sample_rate(config.sample_rate));
+        layer::set_enabled(config.enabled_layers);
+        log_enabled_layers(config.enabled_layers);
+
+        Ok(Telemetry {
+            running: Some(Running {
+                commands,
+                thread: Some(thread),
+                stopped: Some(stopped),
+                runtime: handle,
+                exporters,
+            }),
+        })
+    }
+}
+
+fn log_enabled_layers(layers: EnabledLayers) {
+    let names: Vec<&str> = [(layers.router, "router"), (layers.pipe, "pipe"), (layers.backend, "backend")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if names.is_empty() {
+        tracing::warn!("telemetry started with every layer disabled: nothing will be recorded");
+    } else {
+        tracing::info!(layers = %names.join(", "), "telemetry started");
+    }
+}
+
+fn pipeline_error(message: String) -> Error {
+    Error::Pipeline { message }
+}
+
+/// The running pipeline. Shut it down with [`shutdown`](Telemetry::shutdown) to deliver what is queued;
+/// dropping it stops the pipeline without waiting.
+#[must_use = "dropping the handle stops the telemetry pipeline"]
+pub struct Telemetry {
+    /// `None` once shut down (`shutdown` consumes the handle, so only `Drop` sees it).
+    running: Option<Running>,
+}
+
+struct Running {
+    commands: mpsc::UnboundedSender<Command>,
+    thread: Option<JoinHandle<()>>,
+    /// Fires when the background thread has stopped its runtime and is about to exit.
+    stopped: Option<oneshot::Receiver<()>>,
+    runtime: tokio::runtime::Handle,
+    exporters: Arc<[Arc<dyn Exporter>]>,
+}
+
+enum Command {
+    Flush { deadline: Instant, reply: oneshot::Sender<Result<(), Error>> },
+    Shutdown { deadline: Instant, reply: oneshot::Sender<Result<(), Error>> },
+}
+
+impl Telemetry {
+    /// A builder, to add exporters or size the span queue before [`init`](TelemetryBuilder::init).
+    pub fn builder(config: Config) -> TelemetryBuilder {
+        TelemetryBuilder {
+            config,
+            exporters: Vec::new(),
+            span_queue_capacity: trace::DEFAULT_QUEUE_CAPACITY,
+            span_batch_size: trace::DEFAULT_BATCH_SIZE,
+            span_batch_timeout: trace::DEFAULT_BATCH_TIMEOUT,
+        }
+    }
+
+    /// Hands every span ended so far to the exporters and waits until they delivered it, up to
+    /// [`DEFAULT_TIMEOUT`].
+    pub fn flush(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        self.flush_with_timeout(DEFAULT_TIMEOUT)
+    }
+
+    /// [`flush`](Telemetry::flush) with another deadline.
+    pub fn flush_with_timeout(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let sent = match &self.running {
+            Some(running) => {
+                running.commands.send(Command::Flush { deadline: Instant::now() + timeout, reply }).is_ok()
+            }
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(stopped_error());
+            }
+            answer.await.unwrap_or_else(|_| Err(stopped_error()))
+        }
+    }
+
+    /// Stops the pipeline: switches every layer off, delivers the spans (and the last stats report) queued
+    /// so far, shuts the exporters down and joins the background thread, within [`DEFAULT_TIMEOUT`].
+    /// Afterwards `init` may be called again.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.shutdown_with_timeout(DEFAULT_TIMEOUT).await
+    }
+
+    /// [`shutdown`](Telemetry::shutdown) with another deadline.
+    pub async fn shutdown_with_timeout(mut self, timeout: Duration) -> Result<(), Error> {
+        let Some(mut running) = self.running.take() else { return Ok(()) };
+        let deadline = Instant::now() + timeout;
+        // No new spans, and spans ending from now on are not queued behind the final drain.
+        detach_hooks();
+        let (reply, answer) = oneshot::channel();
+        let result = if running.commands.send(Command::Shutdown { deadline, reply }).is_ok() {
+            answer.await.unwrap_or_else(|_| Err(stopped_error()))
+        } else {
+            Err(stopped_error())
+        };
+        // The thread stops its runtime (bounded by the deadline) and signals; joining is then immediate,
+        // so this never blocks the caller's executor for long.
+        if let Some(stopped) = running.stopped.take() {
+            let _ = stopped.await;
+        }
+        if let Some(thread) = running.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the oclayer-export thread panicked");
+        }
+        LIVE.store(false, Ordering::Release);
+        result
+    }
+
+    /// The exporters this pipeline feeds, config-driven and added ones.
+    pub fn exporters(&self) -> &[Arc<dyn Exporter>] {
+        self.running.as_ref().map_or(&[], |running| &running.exporters)
+    }
+
+    /// The background runtime, for exporters and background tasks that need to spawn onto it.
+    #[allow(dead_code)] // For the exporters and the stats loop, which plug in here.
+    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.running.as_ref().map(|running| &running.runtime)
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            detach_hooks();
+            // Closing the command channel tells the background thread to hand what is queued to the
+            // exporters and stop; it is not waited for, so dropping never hangs.
+            drop(running);
+            LIVE.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let exporters: Vec<&str> = self.exporters().iter().map(|e| e.name()).collect();
+        f.debug_struct("Telemetry")
+            .field("running", &self.running.is_some())
+            .field("exporters", &exporters)
+            .finish()
+    }
+}
+
+/// Switches every layer off and unhooks the span queue.
+fn detach_hooks() {
+    layer::set_enabled(EnabledLayers { router: false, pipe: false, backend: false });
+    pipeline::uninstall();
+}
+
+fn stopped_error() -> Error {
+    pipeline_error(
+        "the telemetry pipeline has stopped (its background thread exited); call oclayer::init again".into(),
+    )
+}
+
+type StopSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Long-running tasks on the background runtime that must finish their work at shutdown (the stats
+/// reporting loop hands over a last report).
+#[derive(Default)]
+struct BackgroundTasks {
+    tasks: Vec<(&'static str, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+}
+
+impl BackgroundTasks {
+    /// Spawns `task(stop)` onto the current runtime; `stop` resolves at shutdown, and the task should then
+    /// finish its last round and return. Must be called inside the background runtime's context.
+    fn spawn<F, Fut>(&mut self, name: &'static str, task: F)
+    where
+        F: FnOnce(StopSignal) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stop: StopSignal = Box::pin(async move {
+            let _ = stop_rx.await;
+        });
+        self.tasks.push((name, stop_tx, tokio::spawn(task(stop))));
+    }
+
+    /// Signals every task to stop and waits for them until `deadline`.
+    async fn stop(self, deadline: Instant) -> Result<(), Error> {
+        let mut result = Ok(());
+        for (name, stop, task) in self.tasks {
+            let _ = stop.send(());
+            match tokio::time::timeout_at(deadline.into(), task).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(task = name, error = %e, "background task failed");
+                    result = result.and(Err(pipeline_error(format!("background task {name} failed: {e}"))));
+                }
+                Err(_) => {
+                    result = result.and(Err(pipeline_error(format!(
+                        "background task {name} did not finish before the shutdown deadline"
+                    ))));
+                }
+            }
+        }
+        result
+    }
+}
+
+/// The background thread's main loop: batches spans until shutdown, serves flush requests. Returns how long
+/// the runtime may take to stop.
+async fn background(
+    mut batcher: Batcher,
+    exporters: Arc<[Arc<dyn Exporter>]>,
+    tasks: BackgroundTasks,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) -> Duration {
+    loop {
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(Command::Flush { deadline, reply }) => {
+                    batcher.send_all();
+                    let _ = reply.send(each_exporter(&exporters, deadline, Step::Flush).await);
+                }
+                Some(Command::Shutdown { deadline, reply }) => {
+                    // The order matters: spans first, then the tasks' last rounds (the last stats report),
+                    // then the exporters deliver all of it and close.
+                    batcher.send_all();
+                    let tasks_result = tasks.stop(deadline).await;
+                    let exporters_result = each_exporter(&exporters, deadline, Step::Shutdown).await;
+                    let _ = reply.send(tasks_result.and(exporters_result));
+                    return deadline.saturating_duration_since(Instant::now());
+                }
+                None => {
+                    // The handle was dropped without shutdown: hand over what is queued, wait for nothing.
+                    batcher.send_all();
+                    return Duration::ZERO;
+                }
+            },
+            due = batcher.due() => batcher.send_due(due),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Flush,
+    Shutdown,
+}
+
+/// Flushes or shuts down every exporter concurrently, each bounded by `deadline`. The first error is
+/// returned; every error is logged.
+async fn each_exporter(exporters: &[Arc<dyn Exporter>], deadline: Instant, step: Step) -> Result<(), Error> {
+    let running: Vec<_> = exporters
+        .iter()
+        .map(|exporter| {
+            let exporter = Arc::clone(exporter);
+            let name = exporter.name();
+            let task = tokio::spawn(async move {
+                match step {
+                    Step::Flush => exporter.flush(deadline).await,
+                    Step::Shutdown => exporter.shutdown(deadline).await,
+                }
+            });
+            (name, task)
+        })
+        .collect();
+    let verb = match step {
+        Step::Flush => "flush",
+        Step::Shutdown => "shut down",
+    };
+    let mut result = Ok(());
+    for (name, task) in running {
+        let outcome = match tokio::time::timeout_at(deadline.into(), task).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(join_error)) => {
+                Err(pipeline_error(format!("exporter {name} failed to {verb}: {join_error}")))
+            }
+            Err(_) => Err(pipeline_error(format!("exporter {name} did not {verb} before the deadline"))),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(exporter = name, error = %e, "exporter failed to {verb}");
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    result
+}

@@ -1,0 +1,217 @@
+//! The span pipeline: from a span's end to the exporters.
+//!
+//! Ending a sampled span pushes it onto a bounded lock-free queue ([`SpanSink`]); that is all the request
+//! path does. A full queue drops its oldest span and counts it ([`dropped_spans`]). The batcher, on the
+//! pipeline's background thread, pops spans in batches (by size, or when the oldest has waited the batch
+//! timeout), turns them into [`SpanData`] and hands each batch to every exporter. It also logs drops, at
+//! most once per [`DROP_LOG_INTERVAL`].
+//!
+//! Only one sink is installed at a time (one pipeline per process); with none, ended spans are discarded.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::ArrayQueue;
+use tokio::sync::Notify;
+
+use super::SpanData;
+use super::span::SpanInner;
+use crate::export::{Exporter, SpanBatch};
+
+/// Spans the queue holds by default before dropping the oldest.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024;
+/// Spans per exported batch by default.
+pub const DEFAULT_BATCH_SIZE: usize = 300;
+/// How long a span waits in the queue at most, by default, before its batch goes out anyway.
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Drops are logged at most this often.
+pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The installed sink; `None` before `init` and after shutdown.
+static SINK: ArcSwapOption<SpanSink> = ArcSwapOption::const_empty();
+
+/// Spans dropped because the queue was full, since the process started.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many finished spans were dropped because the span queue was full (the exporters could not keep
+/// up), since the process started. Also exported as the `oclayer.io/export/dropped_spans` view.
+pub fn dropped_spans() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Hands an ended sampled span to the installed pipeline, if any.
+#[inline]
+pub(crate) fn submit(span: Arc<SpanInner>) {
+    if let Some(sink) = SINK.load().as_deref() {
+        sink.push(span);
+    }
+}
+
+/// Makes `sink` receive ended spans.
+pub(crate) fn install(sink: Arc<SpanSink>) {
+    SINK.store(Some(sink));
+}
+
+/// Stops queueing ended spans; they are discarded until the next `install`.
+pub(crate) fn uninstall() {
+    SINK.store(None);
+}
+
+/// The bounded queue between ended spans and the batcher.
+pub(crate) struct SpanSink {
+    queue: ArrayQueue<Arc<SpanInner>>,
+    batch_size: usize,
+    /// Wakes the batcher when a full batch is waiting.
+    full_batch: Notify,
+    /// Set by the producer that woke the batcher, cleared by the batcher: one wake-up per batch, not one
+    /// per span.
+    wake_pending: AtomicBool,
+}
+
+impl SpanSink {
+    /// A queue of `capacity` spans (at least 1) that wakes the batcher every `batch_size` spans. With a
+    /// batch size above the capacity, batches go out by age only.
+    pub(crate) fn new(capacity: usize, batch_size: usize) -> SpanSink {
+        SpanSink {
+            queue: ArrayQueue::new(capacity.max(1)),
+            batch_size: batch_size.max(1),
+            full_batch: Notify::new(),
+            wake_pending: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    fn push(&self, span: Arc<SpanInner>) {
+        if let Some(oldest) = self.queue.force_push(span) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            drop(oldest);
+        }
+        if self.queue.len() >= self.batch_size
+            && !self.wake_pending.load(Ordering::Relaxed)
+            && !self.wake_pending.swap(true, Ordering::AcqRel)
+        {
+            self.full_batch.notify_one();
+        }
+    }
+
+    /// Up to `max` queued spans, oldest first, as exporters receive them.
+    fn pop(&self, max: usize) -> Vec<SpanData> {
+        let mut spans = Vec::with_capacity(max.min(self.queue.len()));
+        while spans.len() < max {
+            match self.queue.pop() {
+                Some(span) => spans.push(span.take_span_data()),
+                None => break,
+            }
+        }
+        spans
+    }
+}
+
+/// What woke the batcher.
+pub(crate) enum Due {
+    /// At least one full batch is queued.
+    FullBatch,
+    /// The batch timeout passed: send whatever is queued.
+    Age,
+}
+
+/// Sends queued spans to the exporters; runs on the pipeline's background runtime.
+pub(crate) struct Batcher {
+    sink: Arc<SpanSink>,
+    exporters: Arc<[Arc<dyn Exporter>]>,
+    ticker: tokio::time::Interval,
+    /// `dropped_spans()` when drops were last logged (or when the pipeline started).
+    drops_logged: u64,
+    last_drop_log: Option<Instant>,
+}
+
+impl Batcher {
+    /// Must be called inside the background runtime (the ticker needs its timer).
+    pub(crate) fn new(
+        sink: Arc<SpanSink>,
+        exporters: Arc<[Arc<dyn Exporter>]>,
+        batch_timeout: Duration,
+    ) -> Batcher {
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + batch_timeout,
+            batch_timeout.max(Duration::from_millis(1)),
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Batcher { sink, exporters, ticker, drops_logged: dropped_spans(), last_drop_log: None }
+    }
+
+    /// Resolves when there is something to send. Cancel-safe: a lost wake-up is caught by the next tick.
+    pub(crate) async fn due(&mut self) -> Due {
+        tokio::select! {
+            _ = self.sink.full_batch.notified() => Due::FullBatch,
+            _ = self.ticker.tick() => Due::Age,
+        }
+    }
+
+    /// Sends what `due` found.
+    pub(crate) fn send_due(&mut self, due: Due) {
+        match due {
+            Due::FullBatch => {
+                // Cleared before popping: a producer pushing meanwhile wakes us again rather than being lost.
+                self.sink.wake_pending.store(false, Ordering::Release);
+                while self.sink.queue.len() >= self.sink.batch_size {
+                    self.send(self.sink.pop(self.sink.batch_size));
+                }
+            }
+            Due::Age => {
+                self.send_all();
+                self.log_drops();
+            }
+        }
+    }
+
+    /// Sends everything queued now, in batches. Spans queued while this runs wait for the next round, so
+    /// a busy producer cannot keep it going forever.
+    pub(crate) fn send_all(&mut self) {
+        self.sink.wake_pending.store(false, Ordering::Release);
+        let mut left = self.sink.queue.len();
+        while left > 0 {
+            let batch = self.sink.pop(left.min(self.sink.batch_size));
+            if batch.is_empty() {
+                break;
+            }
+            left -= batch.len();
+            self.send(batch);
+        }
+    }
+
+    fn send(&self, spans: Vec<SpanData>) {
+        if spans.is_empty() {
+            return;
+        }
+        let batch: SpanBatch = spans.into();
+        for exporter in self.exporters.iter() {
+            // An exporter bug must not take the pipeline (and every other exporter) down with it.
+            if catch_unwind(AssertUnwindSafe(|| exporter.export_spans(&batch))).is_err() {
+                tracing::error!(
+                    exporter = exporter.name(),
+                    spans = batch.len(),
+                    "span exporter panicked; it lost this batch"
+                );
+            }
+        }
+    }
+
+    fn log_drops(&mut self) {
+        let total = dropped_spans();
+        let due = self.last_drop_log.is_none_or(|at| at.elapsed() >= DROP_LOG_INTERVAL);
+        if total > self.drops_logged && due {
+            tracing::warn!(
+                dropped = total - self.drops_logged,
+                total,
+                "span queue full: dropped the oldest finished spans; the exporters cannot keep up (raise the \
+                 queue capacity, lower sample_rate, or check the exporter's connection)"
+            );
+            self.drops_logged = total;
+            self.last_drop_log = Some(Instant::now());
+        }
+    }
+}

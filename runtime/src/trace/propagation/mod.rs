@@ -1,0 +1,144 @@
+//! Propagation: the trace context in HTTP headers, read from incoming requests and written to outgoing
+//! ones.
+//!
+//! Three formats are understood: W3C trace context (`traceparent` + `tracestate`), B3 multi-header
+//! (`X-B3-TraceId`, `X-B3-SpanId`, `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`) and B3 single-header
+//! (`b3`). [`extract`] tries them in that order and takes the first valid one. [`inject`] writes the formats
+//! of the process-wide [`Propagation`] set, W3C and B3 multi by default.
+//!
+//! Headers come from strangers, so reading never fails and never panics: a malformed, oversized,
+//! upper-case or all-zero value is ignored, and the request starts a new trace. The rules are
+//! opencensus-go's: `traceparent` version `ff` is invalid, B3's sampled flag is true only for `1` or
+//! `true` (or debug), and an invalid `tracestate` is dropped while the `traceparent` is kept.
+
+mod b3;
+mod w3c;
+
+use std::ops::BitOr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use http::HeaderMap;
+
+use super::SpanContext;
+
+/// A set of header formats to write.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Propagation(u8);
+
+impl Propagation {
+    /// No format: nothing is written.
+    pub const NONE: Propagation = Propagation(0);
+    /// W3C trace context: `traceparent`, and `tracestate` when there are entries.
+    pub const W3C: Propagation = Propagation(1);
+    /// B3 multi-header: `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`.
+    pub const B3_MULTI: Propagation = Propagation(2);
+    /// B3 single-header: `b3: {trace}-{span}-{sampled}`.
+    pub const B3_SINGLE: Propagation = Propagation(4);
+    /// What is written unless [`set_propagation`] says otherwise: W3C and B3 multi, which between them
+    /// every OpenCensus, OpenTelemetry and Zipkin peer reads.
+    pub const DEFAULT: Propagation = Propagation(Self::W3C.0 | Self::B3_MULTI.0);
+
+    /// Whether every format of `other` is in this set.
+    pub const fn contains(self, other: Propagation) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Reads the trace context from `headers`; see [`extract`]. The set does not matter for reading:
+    /// every format is understood.
+    pub fn extract(self, headers: &HeaderMap) -> Option<SpanContext> {
+        extract(headers)
+    }
+
+    /// Writes `context` into `headers` in this set's formats, replacing what those headers held. An invalid
+    /// context (no span) writes nothing.
+    pub fn inject(self, context: &SpanContext, headers: &mut HeaderMap) {
+        if !context.is_valid() {
+            return;
+        }
+        if self.contains(Propagation::W3C) {
+            w3c::inject(context, headers);
+        }
+        if self.contains(Propagation::B3_MULTI) {
+            b3::inject_multi(context, headers);
+        }
+        if self.contains(Propagation::B3_SINGLE) {
+            b3::inject_single(context, headers);
+        }
+    }
+}
+
+impl Default for Propagation {
+    fn default() -> Self {
+        Propagation::DEFAULT
+    }
+}
+
+impl BitOr for Propagation {
+    type Output = Propagation;
+
+    fn bitor(self, other: Propagation) -> Propagation {
+        Propagation(self.0 | other.0)
+    }
+}
+
+impl std::fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = [
+            (Propagation::W3C, "W3C"),
+            (Propagation::B3_MULTI, "B3_MULTI"),
+            (Propagation::B3_SINGLE, "B3_SINGLE"),
+        ];
+        let mut set = f.debug_set();
+        for (format, name) in names {
+            if self.contains(format) {
+                set.entry(&format_args!("{name}"));
+            }
+        }
+        set.finish()
+    }
+}
+
+static FORMATS: AtomicU8 = AtomicU8::new(Propagation::DEFAULT.0);
+
+/// Chooses the formats [`inject`] writes, process-wide.
+pub fn set_propagation(formats: Propagation) {
+    FORMATS.store(formats.0, Ordering::Relaxed);
+}
+
+/// The formats [`inject`] writes.
+pub fn propagation() -> Propagation {
+    Propagation(FORMATS.load(Ordering::Relaxed))
+}
+
+/// The remote parent carried by `headers`: `traceparent` (with `tracestate`) first, then B3 multi-header,
+/// then `b3`. `None` when none is present and valid, which starts a new trace.
+pub fn extract(headers: &HeaderMap) -> Option<SpanContext> {
+    w3c::extract(headers).or_else(|| b3::extract_multi(headers)).or_else(|| b3::extract_single(headers))
+}
+
+/// Writes `context` into `headers` in the process-wide formats ([`set_propagation`]).
+pub fn inject(context: &SpanContext, headers: &mut HeaderMap) {
+    propagation().inject(context, headers);
+}
+
+/// The one value of a header that must appear at most once, as text. Two values (a proxy appended its
+/// own) are ambiguous, so they count as none.
+fn single_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok().map(|text| text.trim_matches([' ', '\t']))
+}
+
+/// Writes a header whose value we formatted ourselves (hex and dashes), replacing any previous value.
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    // Our values are always valid header text; if one ever were not, writing nothing beats a panic.
+    if let Ok(value) = http::HeaderValue::from_str(value) {
+        headers.insert(http::HeaderName::from_static(name), value);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,546 @@
+//! The live span: what a handler records into while it runs.
+//!
+//! A [`Span`] is a cheap handle. For an unsampled span it is just the [`SpanContext`] (ids for propagation,
+//! `sampled = false`) and every recording method returns at once: starting and ending one allocates
+//! nothing, takes no lock and reads no clock. A sampled span shares one heap allocation among its handles;
+//! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
+//! turns it into [`SpanData`](super::SpanData) for the exporters.
+//!
+//! A span ends at the first of: [`Span::end`], the completion (or cancellation) of the future it
+//! [instruments](super::FutureExt::instrument), or the drop of its last handle. Recording into an ended span
+//! does nothing.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
+use super::{
+    AttributeValue, Attributes, Link, MessageEventKind, Sampler, SpanContext, SpanData, SpanId, SpanKind,
+    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, sampler,
+};
+
+/// A handle to a span that is running. Cloning it is cheap and every clone refers to the same span.
+///
+/// Recording methods take `&self` and do nothing when the span is not sampled or has ended, so code can
+/// record without checking [`Span::is_sampled`] first; check it only to skip computing an expensive value.
+pub struct Span {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// Not recorded: only the context travels, so children and outgoing requests stay in the trace.
+    Unsampled(SpanContext),
+    Sampled(Arc<SpanInner>),
+}
+
+/// The shared state of a sampled span.
+pub(crate) struct SpanInner {
+    context: SpanContext,
+    parent_span_id: Option<SpanId>,
+    kind: SpanKind,
+    same_process_as_parent_span: Option<bool>,
+    start_time: SystemTime,
+    start: Instant,
+    /// 0 while the span runs, then 1 + its duration in nanoseconds. An atomic, so ending takes no lock.
+    end: AtomicU64,
+    child_span_count: AtomicU32,
+    record: Mutex<Record>,
+}
+
+/// What the span accumulates while it runs.
+#[derive(Default)]
+struct Record {
+    name: Cow<'static, str>,
+    attributes: Attributes,
+    time_events: Vec<TimeEvent>,
+    annotations: usize,
+    dropped_annotations: u32,
+    message_events: usize,
+    dropped_message_events: u32,
+    links: Vec<Link>,
+    dropped_links: u32,
+    status: Status,
+}
+
+impl Span {
+    /// No span: invalid ids, not sampled. What [`current_span`](super::current_span) returns outside any
+    /// span; entering it runs code with no current span.
+    pub const NONE: Span = Span { repr: Repr::Unsampled(SpanContext::INVALID) };
+
+    /// The span current on this thread (or in this instrumented future), or [`Span::NONE`].
+    pub fn current() -> Span {
+        context::current_span()
+    }
+
+    /// The ids, sampled flag and tracestate: what propagation sends downstream.
+    pub fn span_context(&self) -> SpanContext {
+        self.context().clone()
+    }
+
+    fn context(&self) -> &SpanContext {
+        match &self.repr {
+            Repr::Unsampled(context) => context,
+            Repr::Sampled(inner) => &inner.context,
+        }
+    }
+
+    /// Whether this span is recorded and exported. Unsampled spans ignore everything recorded into them.
+    #[inline]
+    pub fn is_sampled(&self) -> bool {
+        matches!(self.repr, Repr::Sampled(_))
+    }
+
+    /// Whether this is a real span (valid ids), not [`Span::NONE`].
+    pub fn is_valid(&self) -> bool {
+        self.context().is_valid()
+    }
+
+    /// Sets an attribute; a key set twice keeps the last value. Beyond
+    /// [`MAX_ATTRIBUTES`](super::limits::MAX_ATTRIBUTES) distinct keys, new keys are dropped and counted
+    /// (the first ones are kept: the layers set theirs first). String values are cut to
+    /// [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
+    pub fn set_attribute(&self, key: impl Into<Cow<'static, str>>, value: impl Into<AttributeValue>) {
+        if let Some(mut record) = self.recording() {
+            insert_attribute(&mut record.attributes, key.into(), value.into());
+        }
+    }
+
+    /// Adds an annotation: a timestamped note. Beyond
+    /// [`MAX_ANNOTATIONS`](super::limits::MAX_ANNOTATIONS) they are dropped and counted.
+    pub fn add_annotation(&self, description: impl Into<Cow<'static, str>>) {
+        self.add_annotation_with_attributes(description, std::iter::empty::<(&'static str, bool)>());
+    }
+
+    /// Adds an annotation with attributes of its own (limited as the span's are).
+    pub fn add_annotation_with_attributes<K, V>(
+        &self,
+        description: impl Into<Cow<'static, str>>,
+        attributes: impl IntoIterator<Item = (K, V)>,
+    ) where
+        K: Into<Cow<'static, str>>,
+        V: Into<AttributeValue>,
+    {
+        let Repr::Sampled(inner) = &self.repr else { return };
+        let time = inner.now();
+        let Some(mut record) = self.recording() else { return };
+        if record.annotations >= MAX_ANNOTATIONS {
+            record.dropped_annotations = record.dropped_annotations.saturating_add(1);
+            return;
+        }
+        record.annotations += 1;
+        let mut annotation_attributes = Attributes::default();
+        for (key, value) in attributes {
+            insert_attribute(&mut annotation_attributes, key.into(), value.into());
+        }
+        let description = limits::truncate(description.into());
+        record.time_events.push(TimeEvent {
+            time,
+            kind: TimeEventKind::Annotation { description, attributes: annotation_attributes },
+        });
+    }
+
+    /// Records a message sent or received by this span (`id` numbers the messages within the span; sizes
+    /// in bytes, `compressed_size` 0 when not compressed). Beyond
+    /// [`MAX_MESSAGE_EVENTS`](super::limits::MAX_MESSAGE_EVENTS) they are dropped and counted.
+    pub fn add_message_event(
+        &self,
+        kind: MessageEventKind,
+        id: u64,
+        uncompressed_size: u64,
+        compressed_size: u64,
+    ) {
+        let Repr::Sampled(inner) = &self.repr else { return };
+        let time = inner.now();
+        let Some(mut record) = self.recording() else { return };
+        if record.message_events >= MAX_MESSAGE_EVENTS {
+            record.dropped_message_events = record.dropped_message_events.saturating_add(1);
+            return;
+        }
+        record.message_events += 1;
+        record.time_events.push(TimeEvent {
+            time,
+            kind: TimeEventKind::MessageEvent { kind, id, uncompressed_size, compressed_size },
+        });
+    }
+
+    /// Links this span to another one. Beyond [`MAX_LINKS`](super::limits::MAX_LINKS) they are dropped and
+    /// counted; the link's attributes are limited as the span's are.
+    pub fn add_link(&self, mut link: Link) {
+        let Some(mut record) = self.recording() else { return };
+        if record.links.len() >= MAX_LINKS {
+            record.dropped_links = record.dropped_links.saturating_add(1);
+            return;
+        }
+        if link.attributes.entries.len() > MAX_ATTRIBUTES {
+            let over = link.attributes.entries.len() - MAX_ATTRIBUTES;
+            link.attributes.entries.truncate(MAX_ATTRIBUTES);
+            link.attributes.dropped = link.attributes.dropped.saturating_add(saturating_u32(over));
+        }
+        record.links.push(link);
+    }
+
+    /// Sets the outcome. The last call wins; a span whose status is never set ends `Ok`.
+    pub fn set_status(&self, code: StatusCode, message: impl Into<Cow<'static, str>>) {
+        if let Some(mut record) = self.recording() {
+            record.status = Status { code, message: message.into() };
+        }
+    }
+
+    /// Renames the span, e.g. once the router knows which route matched.
+    pub fn update_name(&self, name: impl Into<Cow<'static, str>>) {
+        if let Some(mut record) = self.recording() {
+            record.name = name.into();
+        }
+    }
+
+    /// Ends the span now and hands it to the span pipeline. Ending twice, or ending an unsampled span, does
+    /// nothing.
+    pub fn end(&self) {
+        if let Repr::Sampled(inner) = &self.repr
+            && inner.finish()
+        {
+            pipeline::submit(Arc::clone(inner));
+        }
+    }
+
+    /// Makes this span the current one on this thread until the returned guard is dropped. Spans started
+    /// meanwhile with [`Parent::Current`] become its children. The guard must be dropped on the thread that
+    /// made it (it is not `Send`); for async code use [`FutureExt`](super::FutureExt) instead, since a guard
+    /// held across an `.await` would leak the span into whatever the thread polls next.
+    pub fn enter(&self) -> context::Entered {
+        context::Entered::new(self.clone())
+    }
+
+    /// Runs `f` with this span current.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _entered = self.enter();
+        f()
+    }
+
+    /// The recording, locked, when there is one to record into.
+    #[inline]
+    fn recording(&self) -> Option<MutexGuard<'_, Record>> {
+        match &self.repr {
+            Repr::Sampled(inner) if !inner.is_ended() => {
+                Some(inner.record.lock().unwrap_or_else(PoisonError::into_inner))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Clone for Span {
+    fn clone(&self) -> Self {
+        Span { repr: self.repr.clone() }
+    }
+}
+
+impl Default for Span {
+    fn default() -> Self {
+        Span::NONE
+    }
+}
+
+impl Drop for Span {
+    fn drop(&mut self) {
+        // The last handle ends the span, so a span is never lost because nobody called `end`. With the
+        // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
+        // last handles dropped at once on two threads may both see 2: `SpanInner`'s own drop catches that.)
+        if let Repr::Sampled(inner) = &self.repr
+            && Arc::strong_count(inner) == 1
+            && inner.finish()
+        {
+            pipeline::submit(Arc::clone(inner));
+        }
+    }
+}
+
+impl fmt::Debug for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let context = self.context();
+        f.debug_struct("Span")
+            .field("trace_id", &context.trace_id)
+            .field("span_id", &context.span_id)
+            .field("sampled", &context.sampled)
+            .finish_non_exhaustive()
+    }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn insert_attribute(attributes: &mut Attributes, key: Cow<'static, str>, value: AttributeValue) {
+    let value = match value {
+        AttributeValue::String(s) => AttributeValue::String(limits::truncate(s)),
+        other => other,
+    };
+    if let Some(entry) = attributes.entries.iter_mut().find(|(k, _)| *k == key) {
+        entry.1 = value;
+    } else if attributes.entries.len() < MAX_ATTRIBUTES {
+        attributes.entries.push((key, value));
+    } else {
+        attributes.dropped = attributes.dropped.saturating_add(1);
+    }
+}
+
+impl SpanInner {
+    fn is_ended(&self) -> bool {
+        self.end.load(Ordering::Acquire) != 0
+    }
+
+    /// Wall-clock now, measured on the monotonic clock from the start.
+    fn now(&self) -> SystemTime {
+        self.start_time + self.start.elapsed()
+    }
+
+    /// Stamps the end time; true for the one caller that ended the span.
+    fn finish(&self) -> bool {
+        if self.is_ended() {
+            return false;
+        }
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+
+    /// The finished span for exporters. Takes the recording out, so it runs once, off the request path.
+    pub(crate) fn take_span_data(&self) -> SpanData {
+        let record = std::mem::take(&mut *self.record.lock().unwrap_or_else(PoisonError::into_inner));
+        let duration = Duration::from_nanos(self.end.load(Ordering::Acquire).saturating_sub(1));
+        SpanData {
+            context: self.context.clone(),
+            parent_span_id: self.parent_span_id,
+            name: record.name,
+            kind: self.kind,
+            start_time: self.start_time,
+            end_time: self.start_time + duration,
+            attributes: record.attributes,
+            time_events: record.time_events,
+            dropped_annotations: record.dropped_annotations,
+            dropped_message_events: record.dropped_message_events,
+            links: record.links,
+            dropped_links: record.dropped_links,
+            status: record.status,
+            same_process_as_parent_span: self.same_process_as_parent_span,
+            child_span_count: self.child_span_count.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for SpanInner {
+    fn drop(&mut self) {
+        // Reached unended only when the last two handles were dropped at once (see `Span`'s drop). The
+        // allocation is going away, so move its contents into a new one for the pipeline.
+        if *self.end.get_mut() != 0 {
+            return;
+        }
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        let record = std::mem::take(self.record.get_mut().unwrap_or_else(PoisonError::into_inner));
+        pipeline::submit(Arc::new(SpanInner {
+            context: std::mem::take(&mut self.context),
+            parent_span_id: self.parent_span_id,
+            kind: self.kind,
+            same_process_as_parent_span: self.same_process_as_parent_span,
+            start_time: self.start_time,
+            start: self.start,
+            end: AtomicU64::new(nanos),
+            child_span_count: AtomicU32::new(*self.child_span_count.get_mut()),
+            record: Mutex::new(record),
+        }));
+    }
+}
+
+/// Where a new span attaches.
+#[derive(Clone, Debug, Default)]
+pub enum Parent {
+    /// The current span of this thread or instrumented future; a root when there is none.
+    #[default]
+    Current,
+    /// A span of this process, given explicitly (e.g. carried into a spawned task).
+    Local(Span),
+    /// A span of another process, extracted from request headers. Its sampled flag is honoured; an
+    /// invalid context (all-zero ids) gives a root.
+    Remote(SpanContext),
+    /// No parent: a new trace.
+    Root,
+}
+
+/// Starts a span with options. [`start_span`] covers the common case.
+///
+/// ```
+/// use oclayer_runtime::trace::{Parent, SpanBuilder, SpanKind};
+/// let span = SpanBuilder::new("backend-/users/{id}").kind(SpanKind::Client).parent(Parent::Current).start();
+/// span.set_attribute("http.method", "GET");
+/// span.end();
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct SpanBuilder {
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    parent: Parent,
+    sampler: Option<Sampler>,
+}
+
+impl SpanBuilder {
+    /// A span named `name`, of kind [`SpanKind::Unspecified`], child of the current span.
+    #[inline]
+    pub fn new(name: impl Into<Cow<'static, str>>) -> SpanBuilder {
+        SpanBuilder { name: name.into(), kind: SpanKind::Unspecified, parent: Parent::Current, sampler: None }
+    }
+
+    /// Server, client or unspecified.
+    #[inline]
+    pub fn kind(mut self, kind: SpanKind) -> SpanBuilder {
+        self.kind = kind;
+        self
+    }
+
+    /// Where the span attaches; [`Parent::Current`] by default.
+    #[inline]
+    pub fn parent(mut self, parent: Parent) -> SpanBuilder {
+        self.parent = parent;
+        self
+    }
+
+    /// Decides this span's sampling with `sampler` instead of the process-wide one, even when the parent is
+    /// local (e.g. [`Sampler::AlwaysOn`] to trace one endpoint always). Without it, a child of a local
+    /// span follows its parent.
+    #[inline]
+    pub fn sampler(mut self, sampler: Sampler) -> SpanBuilder {
+        self.sampler = Some(sampler);
+        self
+    }
+
+    /// Starts the span: picks ids, takes the sampling decision, and for a sampled span reads the clock and
+    /// allocates its recording. It does not become current: enter it or instrument a future with it.
+    #[inline]
+    pub fn start(self) -> Span {
+        let SpanBuilder { name, kind, parent, sampler } = self;
+        let start = Start { name, kind, sampler };
+        match parent {
+            Parent::Current => context::with_current(|current| start.child_of(current)),
+            Parent::Local(parent) => start.child_of(&parent),
+            Parent::Remote(remote) => start.child_of_remote(remote),
+            Parent::Root => start.root(),
+        }
+    }
+}
+
+/// Starts a span named `name` of kind `kind`, child of the current span (a root when there is none).
+#[inline]
+pub fn start_span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
+    SpanBuilder::new(name).kind(kind).start()
+}
+
+struct Start {
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    sampler: Option<Sampler>,
+}
+
+impl Start {
+    #[inline]
+    fn decide(&self, trace_id: &TraceId, parent_sampled: Option<bool>) -> bool {
+        match &self.sampler {
+            Some(sampler) => sampler.should_sample(trace_id, parent_sampled),
+            None => sampler::sample_with_global(trace_id, parent_sampled),
+        }
+    }
+
+    #[inline]
+    fn root(self) -> Span {
+        let trace_id = TraceId::random();
+        let sampled = self.decide(&trace_id, None);
+        let context =
+            SpanContext { trace_id, span_id: SpanId::random(), sampled, tracestate: TraceState::EMPTY };
+        self.into_span(context, None, None)
+    }
+
+    fn child_of_remote(self, parent: SpanContext) -> Span {
+        if !parent.is_valid() {
+            return self.root();
+        }
+        let sampled = self.decide(&parent.trace_id, Some(parent.sampled));
+        let context = SpanContext {
+            trace_id: parent.trace_id,
+            span_id: SpanId::random(),
+            sampled,
+            tracestate: parent.tracestate,
+        };
+        self.into_span(context, Some(parent.span_id), Some(false))
+    }
+
+    #[inline]
+    fn child_of(self, parent: &Span) -> Span {
+        let parent_context = parent.context();
+        if !parent_context.is_valid() {
+            return self.root();
+        }
+        let sampled = match &self.sampler {
+            Some(sampler) => sampler.should_sample(&parent_context.trace_id, Some(parent_context.sampled)),
+            None => parent_context.sampled,
+        };
+        if let Repr::Sampled(parent) = &parent.repr {
+            parent.child_span_count.fetch_add(1, Ordering::Relaxed);
+        }
+        let context = SpanContext {
+            trace_id: parent_context.trace_id,
+            span_id: SpanId::random(),
+            sampled,
+            tracestate: parent_context.tracestate.clone(),
+        };
+        self.into_span(context, Some(parent_context.span_id), Some(true))
+    }
+
+    #[inline]
+    fn into_span(
+        self,
+        context: SpanContext,
+        parent_span_id: Option<SpanId>,
+        same_process_as_parent_span: Option<bool>,
+    ) -> Span {
+        if !context.sampled {
+            return Span { repr: Repr::Unsampled(context) };
+        }
+        Span {
+            repr: Repr::Sampled(Arc::new(SpanInner {
+                context,
+                parent_span_id,
+                kind: self.kind,
+                same_process_as_parent_span,
+                start_time: SystemTime::now(),
+                start: Instant::now(),
+                end: AtomicU64::new(0),
+                child_span_count: AtomicU32::new(0),
+                record: Mutex::new(Record { name: self.name, ..Record::default() }),
+            })),
+        }
+    }
+}
+
+/// Cancellation as the layers record it: `CANCELLED`, with the code's name as the message.
+pub(crate) fn cancel(span: &Span) {
+    span.set_status(StatusCode::Cancelled, StatusCode::Cancelled.name());
+    span.end();
+}
+
+#[cfg(test)]
+impl Span {
+    /// What the exporters would receive for this span; takes the recording, so call it once, last.
+    pub(crate) fn take_data_for_test(&self) -> Option<SpanData> {
+        match &self.repr {
+            Repr::Sampled(inner) => Some(inner.take_span_data()),
+            Repr::Unsampled(_) => None,
+        }
+    }
+
+    /// Whether the span has ended.
+    pub(crate) fn is_ended_for_test(&self) -> bool {
+        matches!(&self.repr, Repr::Sampled(inner) if inner.is_ended())
+    }
+}
