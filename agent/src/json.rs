@@ -223,3 +223,85 @@ pub fn metric(received: &ReceivedMetric) -> Value {
     }
     Value::Object(map)
 }
+
+#[cfg(test)]
+mod tests {
+    use oclayer_proto::metrics::v1::{LabelKey, LabelValue, Metric, MetricDescriptor, Point, TimeSeries};
+    use oclayer_proto::trace::v1::{Span, Status, TruncatableString};
+
+    use super::*;
+
+    #[test]
+    fn span_fields_use_hex_ids_unix_nanos_and_proto_enum_names() {
+        let received = ReceivedSpan {
+            span: Span {
+                trace_id: vec![0xab; 16],
+                span_id: vec![0x01; 8],
+                name: Some(TruncatableString { value: "root".into(), truncated_byte_count: 0 }),
+                kind: SpanKind::Client as i32,
+                start_time: Some(Timestamp { seconds: 2, nanos: 5 }),
+                attributes: Some(Attributes {
+                    attribute_map: [(
+                        "ratio".to_owned(),
+                        AttributeValue { value: Some(attribute_value::Value::DoubleValue(0.5)) },
+                    )]
+                    .into_iter()
+                    .collect(),
+                    dropped_attributes_count: 1,
+                }),
+                status: Some(Status { code: 14, message: "down".into() }),
+                child_span_count: Some(3),
+                ..Span::default()
+            },
+            node: None,
+            resource: None,
+            stream: 7,
+        };
+        let value = span(&received);
+        assert_eq!(value["record"], "span");
+        assert_eq!(value["stream"], 7);
+        assert_eq!(value["trace_id"], "abababababababababababababababab");
+        assert_eq!(value["parent_span_id"], Value::Null);
+        assert_eq!(value["kind"], "CLIENT");
+        assert_eq!(value["start_time_unix_nano"], 2_000_000_005_i64);
+        assert_eq!(value["end_time_unix_nano"], Value::Null);
+        assert_eq!(value["attributes"]["ratio"], 0.5);
+        assert_eq!(value["dropped_attributes_count"], 1);
+        assert_eq!(value["status"], json!({ "code": 14, "name": "UNAVAILABLE", "message": "down" }));
+        assert_eq!(value["child_span_count"], 3);
+        assert_eq!(value["same_process_as_parent_span"], Value::Null);
+    }
+
+    #[test]
+    fn unset_label_values_are_null() {
+        let received = ReceivedMetric {
+            metric: Metric {
+                metric_descriptor: Some(MetricDescriptor {
+                    name: "requests".into(),
+                    r#type: MetricType::CumulativeInt64 as i32,
+                    label_keys: vec![
+                        LabelKey { key: "method".into(), description: String::new() },
+                        LabelKey { key: "route".into(), description: String::new() },
+                    ],
+                    ..MetricDescriptor::default()
+                }),
+                timeseries: vec![TimeSeries {
+                    start_timestamp: None,
+                    label_values: vec![
+                        LabelValue { value: "GET".into(), has_value: true },
+                        LabelValue { value: String::new(), has_value: false },
+                    ],
+                    points: vec![Point { timestamp: None, value: Some(point::Value::Int64Value(4)) }],
+                }],
+                resource: None,
+            },
+            node: None,
+            resource: None,
+            stream: 1,
+        };
+        let value = metric(&received);
+        assert_eq!(value["type"], "CUMULATIVE_INT64");
+        assert_eq!(value["timeseries"][0]["label_values"], json!(["GET", null]));
+        assert_eq!(value["timeseries"][0]["points"][0]["value"], json!({ "int64": 4 }));
+    }
+}

@@ -257,6 +257,12 @@ pub struct Snapshot {
     pub metrics: Vec<ReceivedMetric>,
     /// Every library config received, in arrival order.
     pub library_configs: Vec<ReceivedConfig>,
+    /// How many spans arrived since the start, kept or not (see
+    /// [`AgentBuilder::keep_records`](crate::AgentBuilder::keep_records)); [`clear`](crate::AgentHandle::clear)
+    /// leaves it alone.
+    pub spans_received: u64,
+    /// How many metrics arrived since the start, kept or not.
+    pub metrics_received: u64,
 }
 
 /// The shared in-memory record. `keep` false turns it into a pass-through for subscribers (the
@@ -370,12 +376,35 @@ impl Recorder {
         self.changed();
     }
 
+    /// Whether anyone looks at individual records. When nobody does (a benchmark sink), handlers
+    /// only count, saving a copy of the node and resource per span.
+    pub(crate) fn wants_records(&self) -> bool {
+        self.keep || self.events.receiver_count() > 0
+    }
+
+    /// Counts records that nobody wants to see one by one.
+    pub(crate) fn count_only(&self, spans: usize, metrics: usize) {
+        if spans == 0 && metrics == 0 {
+            return;
+        }
+        {
+            let mut state = self.state();
+            state.spans_received += spans as u64;
+            state.metrics_received += metrics as u64;
+        }
+        self.changed();
+    }
+
     pub(crate) fn spans(&self, spans: Vec<ReceivedSpan>) {
         if spans.is_empty() {
             return;
         }
-        if self.keep {
-            self.state().spans.extend(spans.iter().cloned());
+        {
+            let mut state = self.state();
+            state.spans_received += spans.len() as u64;
+            if self.keep {
+                state.spans.extend(spans.iter().cloned());
+            }
         }
         self.changed();
         self.emit(AgentEvent::Spans(spans));
@@ -385,8 +414,12 @@ impl Recorder {
         if metrics.is_empty() {
             return;
         }
-        if self.keep {
-            self.state().metrics.extend(metrics.iter().cloned());
+        {
+            let mut state = self.state();
+            state.metrics_received += metrics.len() as u64;
+            if self.keep {
+                state.metrics.extend(metrics.iter().cloned());
+            }
         }
         self.changed();
         self.emit(AgentEvent::Metrics(metrics));
@@ -459,14 +492,15 @@ impl Recorder {
 }
 
 impl Snapshot {
-    /// A one-line summary, for messages: "3 streams (2 open), 10 spans, 4 metrics, 1 library config".
+    /// A one-line summary, for messages: "3 streams (2 open), 10 spans, 4 metrics, 1 library configs"
+    /// (span and metric numbers count everything received).
     pub fn summary(&self) -> String {
         let open = self.streams.iter().filter(|r| r.state == StreamState::Open).count();
         format!(
             "{} streams ({open} open), {} spans, {} metrics, {} library configs",
             self.streams.len(),
-            self.spans.len(),
-            self.metrics.len(),
+            self.spans_received,
+            self.metrics_received,
             self.library_configs.len()
         )
     }

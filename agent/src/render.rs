@@ -36,7 +36,7 @@ pub fn format_nanos(nanos: i128) -> String {
     }
 }
 
-/// The name of a canonical gRPC status code ("NOT_FOUND"), or "CODE_<n>" for one outside the set.
+/// The name of a canonical gRPC status code ("NOT_FOUND"), or `CODE_<n>` for one outside the set.
 pub fn code_name(code: i32) -> String {
     const NAMES: [&str; 17] = [
         "OK",
@@ -395,4 +395,122 @@ pub fn metrics_table(metrics: &[ReceivedMetric]) -> String {
 /// The service a batch of records came from, for headings: "gateway", or "unknown service".
 pub fn service_label(node: Option<&oclayer_proto::agent::common::v1::Node>) -> String {
     service_name(node).unwrap_or("unknown service").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use oclayer_proto::trace::v1::span::Attributes;
+    use oclayer_proto::trace::v1::{Span, TruncatableString};
+
+    use super::*;
+
+    fn at(millis: i64) -> Timestamp {
+        Timestamp {
+            seconds: 1_700_000_000 + millis / 1000,
+            nanos: i32::try_from((millis % 1000) * 1_000_000).expect("small"),
+        }
+    }
+
+    fn span(id: u8, parent: Option<u8>, name: &str, start_ms: i64, end_ms: i64) -> ReceivedSpan {
+        ReceivedSpan {
+            span: Span {
+                trace_id: vec![0x0f; 16],
+                span_id: vec![id; 8],
+                parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+                name: Some(TruncatableString { value: name.into(), truncated_byte_count: 0 }),
+                start_time: Some(at(start_ms)),
+                end_time: Some(at(end_ms)),
+                ..Span::default()
+            },
+            node: None,
+            resource: None,
+            stream: 1,
+        }
+    }
+
+    #[test]
+    fn nests_children_under_parents_in_start_order() {
+        let mut root = span(1, None, "/users/{id}", 0, 12);
+        root.span.kind = SpanKind::Server as i32;
+        root.span.attributes = Some(Attributes {
+            attribute_map: [(
+                "http.status_code".to_owned(),
+                AttributeValue { value: Some(attribute_value::Value::IntValue(404)) },
+            )]
+            .into_iter()
+            .collect(),
+            dropped_attributes_count: 0,
+        });
+        root.span.status = Some(Status { code: 5, message: "NOT_FOUND".into() });
+        let pipe = span(2, Some(1), "pipe-/users/{id}", 1, 11);
+        let mut second = span(3, Some(2), "backend-/b", 6, 10);
+        second.span.kind = SpanKind::Client as i32;
+        second.span.status = Some(Status { code: 2, message: "connection refused".into() });
+        let mut first = span(4, Some(2), "backend-/a", 2, 5);
+        first.span.kind = SpanKind::Client as i32;
+        let after_pipe = span(5, Some(1), "render", 11, 12);
+
+        // Arrival order differs from start order, as it does on the wire (children end first).
+        let tree = trace_tree(&[second, first, after_pipe, pipe, root]);
+        assert_eq!(
+            tree,
+            "trace 0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f · 5 spans\n\
+             /users/{id}  [server]  12.000 ms  NOT_FOUND  {http.status_code=404}\n\
+             ├─ pipe-/users/{id}  [unspecified]  10.000 ms  OK\n\
+             │  ├─ backend-/a  [client]  3.000 ms  OK\n\
+             │  └─ backend-/b  [client]  4.000 ms  UNKNOWN: connection refused\n\
+             └─ render  [unspecified]  1.000 ms  OK\n"
+        );
+    }
+
+    #[test]
+    fn shows_missing_parents_cycles_and_missing_times() {
+        let orphan = span(7, Some(9), "late child", 0, 1);
+        let a = span(1, Some(2), "a", 0, 1);
+        let b = span(2, Some(1), "b", 0, 1);
+        let mut open = span(3, None, "", 0, 0);
+        open.span.end_time = None;
+        let tree = trace_tree(&[orphan, a, b, open]);
+        assert_eq!(
+            tree,
+            "trace 0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f · 4 spans\n\
+             (unnamed)  [unspecified]  no end time  OK\n\
+             late child  [unspecified]  1.000 ms  OK  (parent 0909090909090909 not received)\n\
+             a  [unspecified]  1.000 ms  OK  (in a parent cycle)\n\
+             └─ b  [unspecified]  1.000 ms  OK\n"
+        );
+    }
+
+    #[test]
+    fn separates_traces_earliest_first() {
+        let mut later = span(1, None, "later", 100, 101);
+        later.span.trace_id = vec![0x01; 16];
+        let earlier = span(2, None, "earlier", 0, 1);
+        let tree = trace_tree(&[later, earlier]);
+        let headers: Vec<&str> = tree.lines().filter(|l| l.starts_with("trace ")).collect();
+        assert_eq!(
+            headers,
+            [
+                "trace 0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f · 1 span",
+                "trace 01010101010101010101010101010101 · 1 span"
+            ]
+        );
+    }
+
+    #[test]
+    fn formats_durations_for_reading() {
+        assert_eq!(format_nanos(850), "850 ns");
+        assert_eq!(format_nanos(12_345), "12 µs");
+        assert_eq!(format_nanos(3_250_000), "3.250 ms");
+        assert_eq!(format_nanos(1_500_000_000), "1.500 s");
+        assert_eq!(format_nanos(-2_000_000), "-2.000 ms");
+    }
+
+    #[test]
+    fn names_status_codes() {
+        assert_eq!(code_name(0), "OK");
+        assert_eq!(code_name(16), "UNAUTHENTICATED");
+        assert_eq!(code_name(17), "CODE_17");
+        assert_eq!(code_name(-1), "CODE_-1");
+    }
 }

@@ -97,7 +97,7 @@ impl AgentBuilder {
         self
     }
 
-    /// How many events a [`subscribe`](AgentHandle::subscribe)r may fall behind before it loses
+    /// How many events a subscriber ([`AgentHandle::subscribe`]) may fall behind before it loses
     /// some (default 4096).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
@@ -362,6 +362,31 @@ impl AgentHandle {
         })
     }
 
+    /// How many spans arrived since the start, including those not kept (see
+    /// [`AgentBuilder::keep_records`]) and those forgotten by [`clear`](Self::clear).
+    pub fn span_count(&self) -> u64 {
+        self.shared.recorder.read(|s| s.spans_received)
+    }
+
+    /// How many metrics arrived since the start, kept or not.
+    pub fn metric_count(&self) -> u64 {
+        self.shared.recorder.read(|s| s.metrics_received)
+    }
+
+    /// Waits until [`span_count`](Self::span_count) reaches `n` and returns it; works with
+    /// `keep_records(false)`, for high-volume runs that only count.
+    pub async fn wait_for_span_count(&self, n: u64, timeout: Duration) -> Result<u64, WaitTimeout> {
+        self.shared
+            .recorder
+            .wait_until(
+                timeout,
+                || format!("{n} spans received"),
+                |s| (s.spans_received >= n).then_some(s.spans_received),
+                |s| format!("{} spans received", s.spans_received),
+            )
+            .await
+    }
+
     /// How many streams of `kind` were opened so far.
     pub fn stream_count(&self, kind: StreamKind) -> usize {
         self.shared.recorder.read(|s| s.streams.iter().filter(|r| r.kind == kind).count())
@@ -379,8 +404,9 @@ impl AgentHandle {
         self.shared.recorder.snapshot()
     }
 
-    /// Forgets the spans, metrics and library configs received so far (stream records stay), to
-    /// start a new phase of a test.
+    /// Forgets the spans, metrics and library configs received so far (stream records and the
+    /// [`span_count`](Self::span_count) / [`metric_count`](Self::metric_count) totals stay), to start
+    /// a new phase of a test.
     pub fn clear(&self) {
         self.shared.recorder.clear();
     }

@@ -253,6 +253,10 @@ impl TraceService for TraceReceiver {
             let (state, count) = drive(&shared, id, kind, incoming, |message: ExportTraceServiceRequest| {
                 shared.recorder.message(id, kind, message.node.as_ref());
                 context.update(message.node, message.resource);
+                if !shared.recorder.wants_records() {
+                    shared.recorder.count_only(message.spans.len(), 0);
+                    return;
+                }
                 let spans = message
                     .spans
                     .into_iter()
@@ -300,6 +304,10 @@ impl MetricsService for MetricsReceiver {
                 drive(&shared, id, kind, incoming, |message: ExportMetricsServiceRequest| {
                     shared.recorder.message(id, kind, message.node.as_ref());
                     context.update(message.node, message.resource);
+                    if !shared.recorder.wants_records() {
+                        shared.recorder.count_only(0, message.metrics.len());
+                        return;
+                    }
                     let metrics = message
                         .metrics
                         .into_iter()

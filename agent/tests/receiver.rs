@@ -598,3 +598,52 @@ async fn reports_a_busy_port_clearly() {
     );
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn counts_without_keeping_when_told_not_to_keep_records() {
+    let agent = Agent::builder()
+        .keep_records(false)
+        .start("127.0.0.1:0".parse().expect("valid address"))
+        .await
+        .expect("agent starts");
+    let mut client = TraceServiceClient::new(channel(&agent).await);
+    let stream = TraceStream::open(&mut client).await;
+    stream
+        .send(ExportTraceServiceRequest {
+            node: Some(node("gateway")),
+            spans: vec![span(1, None, "a"), span(2, None, "b")],
+            ..Default::default()
+        })
+        .await;
+    stream.send(ExportTraceServiceRequest { spans: vec![span(3, None, "c")], ..Default::default() }).await;
+
+    assert_eq!(agent.wait_for_span_count(3, WAIT).await.expect("all counted"), 3);
+    assert!(agent.spans().is_empty(), "nothing is kept");
+    assert_eq!(agent.nodes(), vec![Some(node("gateway"))], "stream records are kept regardless");
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn clear_forgets_records_but_keeps_totals() {
+    let agent = start().await;
+    let mut client = TraceServiceClient::new(channel(&agent).await);
+    let stream = TraceStream::open(&mut client).await;
+    stream
+        .send(ExportTraceServiceRequest {
+            node: Some(node("gateway")),
+            spans: vec![span(1, None, "first phase")],
+            ..Default::default()
+        })
+        .await;
+    agent.wait_for_spans(1, WAIT).await.expect("arrives");
+    agent.clear();
+    assert!(agent.spans().is_empty());
+
+    stream
+        .send(ExportTraceServiceRequest { spans: vec![span(2, None, "second phase")], ..Default::default() })
+        .await;
+    let spans = agent.wait_for_spans(1, WAIT).await.expect("arrives");
+    assert_eq!(spans.iter().map(|s| s.name()).collect::<Vec<_>>(), ["second phase"]);
+    assert_eq!(agent.span_count(), 2);
+    agent.shutdown().await;
+}
