@@ -7,7 +7,8 @@
 //!   `application/openmetrics-text` (Prometheus does) — except with `legacy_names`, below;
 //! - Count and Sum views as counters, Distribution views as histograms (`_bucket` with cumulative counts
 //!   and `le` up to `+Inf`, `_sum`, `_count`), LastValue views as gauges, as opencensus-go's exporter does;
-//! - each family with `# HELP` (the view's description) and `# TYPE`.
+//! - each family with `# HELP` (the view's description) and `# TYPE`; a view with no rows yet is not
+//!   written (it has no series), as in the Go exporter.
 //!
 //! Names follow opencensus-go's exporter: `namespace_` + the view name with every character outside
 //! `[A-Za-z0-9_]` turned into `_`, and `key_` before a leading digit (`key` before a leading `_`); tag keys
@@ -17,8 +18,9 @@
 //! onto counter samples and break the dashboards `legacy_names` exists for). Where the Go exporter kept
 //! non-ASCII letters, which Prometheus rejects, we write `_`.
 //!
-//! A row without a value for one of the view's tag keys gets no such label: Prometheus treats an empty label
-//! value and a missing label as the same thing, and the shorter form is what its users see elsewhere.
+//! A row without a value for one of the view's tag keys gets that label with an empty value, as the Go
+//! exporter writes it: every series of a family has the same label names (which strict parsers expect),
+//! and Prometheus treats an empty label value as no label.
 //!
 //! A view that cannot be exposed without breaking the whole scrape (its name clashes with another family
 //! once sanitized, two tag keys become one label name, a histogram tag key named `le`) is left out and
@@ -408,6 +410,12 @@ fn render(
             continue;
         }
         taken.extend(names);
+        // A view without rows has no series to show; the Go exporter writes nothing for it either, and
+        // metadata-only families are grouped wrongly by some OpenMetrics parsers. Its names stay taken
+        // above, so which view wins a clash never depends on which has data yet.
+        if family.data.rows.is_empty() {
+            continue;
+        }
         // Writing into a String cannot fail.
         let _ = write_family(&mut out, family, format, left_out);
     }
@@ -439,13 +447,12 @@ fn write_family(
         .iter()
         .map(|row| {
             let mut labels = String::new();
-            for (name, value) in family.labels.iter().zip(&row.tags) {
-                if let Some(value) = value.as_deref().filter(|value| !value.is_empty()) {
-                    if !labels.is_empty() {
-                        labels.push(',');
-                    }
-                    let _ = write!(labels, "{name}=\"{}\"", Escaped::label_value(value));
+            for (i, name) in family.labels.iter().enumerate() {
+                let value = row.tags.get(i).and_then(Option::as_deref).unwrap_or_default();
+                if i > 0 {
+                    labels.push(',');
                 }
+                let _ = write!(labels, "{name}=\"{}\"", Escaped::label_value(value));
             }
             (labels, &row.data)
         })
@@ -755,7 +762,7 @@ mod tests {
     }
 
     #[test]
-    fn absent_tags_are_left_out_and_duplicates_dropped() {
+    fn absent_tags_are_empty_labels_and_duplicates_dropped() {
         let report = [view(
             "c",
             Aggregation::Count,
@@ -764,16 +771,25 @@ mod tests {
                 row(&[None, Some("x")], AggregationData::Count(1)),
                 row(&[Some(""), Some("x")], AggregationData::Count(2)),
                 row(&[None, None], AggregationData::Count(4)),
+                // Fewer tag values than keys still yields every label.
+                row(&[Some("y")], AggregationData::Count(8)),
             ],
         )];
         let (text, problems) = render_all(&report, &Naming::new("", false), Format::Text);
-        assert_eq!(text, "# HELP c_total about c\n# TYPE c_total counter\nc_total 4\nc_total{b=\"x\"} 1\n");
+        assert_eq!(
+            text,
+            "# HELP c_total about c\n# TYPE c_total counter\nc_total{a=\"\",b=\"\"} 4\n\
+             c_total{a=\"\",b=\"x\"} 1\nc_total{a=\"y\",b=\"\"} 8\n"
+        );
         assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[test]
     fn views_that_would_break_the_scrape_are_left_out() {
-        let count = |name: &str, keys: &[&str]| view(name, Aggregation::Count, keys, vec![]);
+        let count = |name: &str, keys: &[&str]| {
+            let tags = vec![Some("v"); keys.len()];
+            view(name, Aggregation::Count, keys, vec![row(&tags, AggregationData::Count(1))])
+        };
         let report = [
             count("a.b", &[]),
             count("a_b", &[]),
@@ -793,6 +809,19 @@ mod tests {
     }
 
     #[test]
+    fn views_without_rows_are_not_written_but_keep_their_names() {
+        let report = [
+            view("a.b", Aggregation::Count, &[], vec![]),
+            view("a_b", Aggregation::Count, &[], vec![row(&[], AggregationData::Count(1))]),
+        ];
+        let (text, problems) = render_all(&report, &Naming::new("", false), Format::Text);
+        assert_eq!(text, "");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let (om, _) = render_all(&report[..1], &Naming::new("", false), Format::OpenMetrics);
+        assert_eq!(om, "# EOF\n");
+    }
+
+    #[test]
     fn histogram_and_gauge_suffix_clash() {
         let report = [
             view("x", Aggregation::Distribution { bounds: Arc::from(vec![1.0]) }, &[], vec![]),
@@ -807,11 +836,12 @@ mod tests {
 
     #[test]
     fn unit_only_when_the_name_ends_with_it() {
-        let mut with_unit = view("req_milliseconds", Aggregation::LastValue, &[], vec![]);
+        let value = || vec![row(&[], AggregationData::LastValueFloat64(1.5))];
+        let mut with_unit = view("req_milliseconds", Aggregation::LastValue, &[], value());
         let (om, _) =
             render_all(std::slice::from_ref(&with_unit), &Naming::new("", false), Format::OpenMetrics);
         assert!(om.contains("# UNIT req_milliseconds milliseconds\n"), "{om}");
-        with_unit = view("latency", Aggregation::LastValue, &[], vec![]);
+        with_unit = view("latency", Aggregation::LastValue, &[], value());
         let (om, _) = render_all(&[with_unit], &Naming::new("", false), Format::OpenMetrics);
         assert!(!om.contains("# UNIT"), "{om}");
     }

@@ -171,9 +171,9 @@ fn index() -> String {
 fn bad_request(problem: &str) -> String {
     html::page("Bad request", |out| {
         use std::fmt::Write as _;
-        write!(
+        writeln!(
             out,
-            "<p>{}</p>\n<p><a href=\"/debug/tracez\">Back to the summary</a></p>\n",
+            "<p>{}</p>\n<p><a href=\"/debug/tracez\">Back to the summary</a></p>",
             html::Html(problem)
         )
     })

@@ -15,7 +15,7 @@ pub(super) fn render(report: &[ViewData]) -> String {
         }
         out.push_str("<ul>\n");
         for (i, data) in views.iter().enumerate() {
-            write!(out, "<li><a href=\"#view-{i}\">{}</a></li>\n", Html(&data.view.name))?;
+            writeln!(out, "<li><a href=\"#view-{i}\">{}</a></li>", Html(&data.view.name))?;
         }
         out.push_str("</ul>\n");
         for (i, data) in views.iter().enumerate() {
@@ -27,9 +27,9 @@ pub(super) fn render(report: &[ViewData]) -> String {
 
 fn view(out: &mut String, index: usize, data: &ViewData) -> fmt::Result {
     let view = &data.view;
-    write!(out, "<h2 id=\"view-{index}\">{}</h2>\n", Html(&view.name))?;
+    writeln!(out, "<h2 id=\"view-{index}\">{}</h2>", Html(&view.name))?;
     if !view.description.is_empty() {
-        write!(out, "<p>{}</p>\n", Html(&view.description))?;
+        writeln!(out, "<p>{}</p>", Html(&view.description))?;
     }
     let aggregation = match &view.aggregation {
         Aggregation::Count => "count".to_owned(),
@@ -37,9 +37,9 @@ fn view(out: &mut String, index: usize, data: &ViewData) -> fmt::Result {
         Aggregation::LastValue => "last value".to_owned(),
         Aggregation::Distribution { bounds } => format!("distribution over {} buckets", bounds.len() + 1),
     };
-    write!(
+    writeln!(
         out,
-        "<p class=\"muted\">Measure {} (unit {}), {aggregation}, since {}.</p>\n",
+        "<p class=\"muted\">Measure {} (unit {}), {aggregation}, since {}.</p>",
         Html(&view.measure.name),
         Html(&view.measure.unit),
         Timestamp(data.start)

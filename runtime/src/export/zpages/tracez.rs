@@ -89,7 +89,7 @@ fn summary(out: &mut String, store: &SpanStore, running: Option<&RunningSpans>) 
          and those that ended with an error status. A count links to the most recent samples \
          (up to ",
     );
-    write!(out, "{SAMPLES_PER_BUCKET} per cell).</p>\n")?;
+    writeln!(out, "{SAMPLES_PER_BUCKET} per cell).</p>")?;
     if lines.is_empty() {
         out.push_str("<p>No sampled span has been seen yet.</p>\n");
     } else {
@@ -122,10 +122,10 @@ fn summary(out: &mut String, store: &SpanStore, running: Option<&RunningSpans>) 
         );
     }
     if untracked > 0 {
-        write!(
+        writeln!(
             out,
             "<p class=\"muted\">{untracked} spans were not counted: only the first {MAX_SPAN_NAMES} span names \
-             are tracked.</p>\n"
+             are tracked.</p>"
         )?;
     }
     Ok(())
@@ -141,11 +141,11 @@ fn count_cell(out: &mut String, name: &str, count: u64, selector: &str) -> fmt::
 }
 
 fn running_page(out: &mut String, name: &str, running: Option<&RunningSpans>) -> fmt::Result {
-    write!(out, "<h2>{}: running</h2>\n", Html(name))?;
+    writeln!(out, "<h2>{}: running</h2>", Html(name))?;
     match running {
         Some(running) => {
             let count: u64 = running().into_iter().filter(|(n, _)| n == name).map(|(_, c)| c).sum();
-            write!(out, "<p>{count} running. Samples are kept of finished spans only.</p>\n")?;
+            writeln!(out, "<p>{count} running. Samples are kept of finished spans only.</p>")?;
         }
         None => out.push_str("<p>Running spans are not tracked: only finished spans reach this page.</p>\n"),
     }
@@ -157,12 +157,12 @@ fn samples(out: &mut String, store: &SpanStore, name: &str, kind: SampleKind) ->
         SampleKind::Latency(bucket) => format!("latency {}", LATENCY_LABELS[bucket]),
         SampleKind::Errors => "errors".to_owned(),
     };
-    write!(out, "<h2>{}: {}</h2>\n", Html(name), Html(&what))?;
+    writeln!(out, "<h2>{}: {}</h2>", Html(name), Html(&what))?;
     match store.samples(name, kind) {
-        None => write!(out, "<p>No span named {} has been seen.</p>\n", Html(name))?,
+        None => writeln!(out, "<p>No span named {} has been seen.</p>", Html(name))?,
         Some(spans) if spans.is_empty() => out.push_str("<p>No samples.</p>\n"),
         Some(spans) => {
-            write!(out, "<p>{} most recent, newest first.</p>\n", spans.len())?;
+            writeln!(out, "<p>{} most recent, newest first.</p>", spans.len())?;
             for span in &spans {
                 span_table(out, span)?;
             }
@@ -173,8 +173,8 @@ fn samples(out: &mut String, store: &SpanStore, name: &str, kind: SampleKind) ->
 
 fn span_table(out: &mut String, span: &SpanData) -> fmt::Result {
     out.push_str("<table>\n");
-    write!(out, "<tr><th>Trace ID</th><td><code>{}</code></td></tr>\n", span.context.trace_id)?;
-    write!(out, "<tr><th>Span ID</th><td><code>{}</code></td></tr>\n", span.context.span_id)?;
+    writeln!(out, "<tr><th>Trace ID</th><td><code>{}</code></td></tr>", span.context.trace_id)?;
+    writeln!(out, "<tr><th>Span ID</th><td><code>{}</code></td></tr>", span.context.span_id)?;
     out.push_str("<tr><th>Parent span ID</th><td>");
     match (span.parent_span_id, span.same_process_as_parent_span) {
         (None, _) => out.push_str("none (root span)"),
@@ -187,9 +187,9 @@ fn span_table(out: &mut String, span: &SpanData) -> fmt::Result {
         SpanKind::Server => "server",
         SpanKind::Client => "client",
     };
-    write!(out, "<tr><th>Kind</th><td>{kind}</td></tr>\n")?;
-    write!(out, "<tr><th>Start</th><td>{}</td></tr>\n", Timestamp(span.start_time))?;
-    write!(out, "<tr><th>Duration</th><td>{}</td></tr>\n", Elapsed(span.duration()))?;
+    writeln!(out, "<tr><th>Kind</th><td>{kind}</td></tr>")?;
+    writeln!(out, "<tr><th>Start</th><td>{}</td></tr>", Timestamp(span.start_time))?;
+    writeln!(out, "<tr><th>Duration</th><td>{}</td></tr>", Elapsed(span.duration()))?;
     write!(out, "<tr><th>Status</th><td>{}", span.status.code.name())?;
     if !span.status.message.is_empty() && span.status.message != span.status.code.name() {
         write!(out, ": {}", Html(&span.status.message))?;
@@ -241,7 +241,7 @@ fn span_table(out: &mut String, span: &SpanData) -> fmt::Result {
         out.push_str("<br>");
     }
     dropped(out, span.dropped_links, "links")?;
-    write!(out, "</td></tr>\n<tr><th>Children</th><td>{}</td></tr>\n</table>\n", span.child_span_count)
+    writeln!(out, "</td></tr>\n<tr><th>Children</th><td>{}</td></tr>\n</table>", span.child_span_count)
 }
 
 fn attributes(out: &mut String, attributes: &Attributes) -> fmt::Result {
