@@ -72,6 +72,26 @@ pub(crate) fn from_config(
     // if let Some(prometheus) = &config.prometheus {
     //     exporters.push(PrometheusExporter::start(prometheus, runtime)?);
     // }
+    // The pulled exporters bind their port here, so a taken port fails `init`.
+    if let Some(prometheus) = &config.prometheus {
+        let exporter = PrometheusExporter::start(prometheus, runtime)
+            .map_err(|e| listen_error_at(e, config, "exporters.prometheus.port"))?;
+        exporters.push(exporter);
+    }
+    if let Some(zpages) = &config.zpages {
+        let exporter = ZPagesExporter::start(zpages, runtime)
+            .map_err(|e| listen_error_at(e, config, "exporters.zpages.port"))?;
+        exporters.push(exporter);
+    }
     let _ = (config, runtime);
     Ok(exporters)
+}
+
+/// A server's [`Error::Listen`] names the port setting as in a whole `krakend.json`; name it as it is in
+/// this config (a whole file, the bare block, or the builder).
+fn listen_error_at(error: Error, config: &Config, key: &str) -> Error {
+    match error {
+        Error::Listen { address, source, .. } => Error::Listen { address, path: config.path_of(key), source },
+        other => other,
+    }
 }
