@@ -48,7 +48,7 @@ pub use measure::Value;
 pub use measure::{Float64Measure, Int64Measure, Measure, MeasureValue, Measurement};
 pub use record::{record, record_with_tags};
 pub use registry::{register, registered_views, unregister};
-pub(crate) use report::{export_report, reporting_loop};
+pub(crate) use report::reporting_loop;
 pub use report::{snapshot, view_data};
 pub use tag::{MAX_TAG_LEN, TagKey, TagMap, TagValue, WithTags, current_tags, with_tags, with_tags_sync};
 pub use view::View;

@@ -10,7 +10,7 @@
 //! take the slow path again: its cache entry points at the fixed row's cell and remembers to count the fix.
 
 use std::cell::RefCell;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -131,6 +131,8 @@ impl LocalState {
     fn record<S: TagSource + ?Sized>(&mut self, measurements: &[Measurement<'_>], tags: &S) {
         self.sync();
         let LocalState { subscriptions, views, hasher, .. } = self;
+        // Views sharing a key list (the usual case: a layer's views) share one gathering and hash.
+        let mut gathered = Gathered { keyset: None, values: SmallVec::new(), hash: 0 };
         for m in measurements {
             let value = match m.value {
                 Value::Float(v) if !v.is_finite() => {
@@ -140,28 +142,86 @@ impl LocalState {
                 v => v,
             };
             for &i in subscriptions.views_of(m.measure.id()) {
-                views[i].record(value, tags, hasher);
+                let view = &mut views[i];
+                let keyset = view.collector.keyset;
+                if gathered.keyset != Some(keyset) {
+                    gathered.values.clear();
+                    for key in view.collector.keys.iter() {
+                        gathered.values.push(tags.get(key));
+                    }
+                    gathered.hash = hash_values(hasher, &gathered.values);
+                    gathered.keyset = Some(keyset);
+                }
+                view.record(value, &gathered.values, gathered.hash);
             }
         }
     }
 }
 
+/// Byte equality, inline for the short strings tag values usually are (a call to `memcmp` per value costs
+/// more than the comparison): two overlapping word loads compare up to 16 bytes.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    }
+    fn half(s: &[u8], at: usize) -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_ne_bytes(w)
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..4 => a == b,
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// One key list's values in a record, and their hash.
+struct Gathered<'t> {
+    keyset: Option<u32>,
+    values: Values<'t>,
+    hash: u64,
+}
+
+#[inline]
+fn hash_values(hasher: &foldhash::fast::RandomState, values: &[Option<&str>]) -> u64 {
+    let mut h = hasher.build_hasher();
+    for value in values {
+        match value {
+            // The length first, so ("ab", "c") and ("a", "bc") differ.
+            Some(s) => {
+                h.write_usize(s.len());
+                h.write(s.as_bytes());
+            }
+            None => h.write_usize(usize::MAX),
+        }
+    }
+    h.finish()
+}
+
 impl LocalView {
     #[inline]
-    fn record<S: TagSource + ?Sized>(
-        &mut self,
-        value: Value,
-        tags: &S,
-        hasher: &foldhash::fast::RandomState,
-    ) {
-        let values: Values<'_> = self.collector.keys.iter().map(|k| tags.get(k)).collect();
-        let hash = hasher.hash_one(&values[..]);
-        let same = |row: &LocalRow| row.values.iter().zip(values.iter()).all(|(a, b)| a.as_deref() == *b);
+    fn record(&mut self, value: Value, values: &[Option<&str>], hash: u64) {
+        let same = |row: &LocalRow| {
+            row.values.iter().zip(values).all(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
+                (None, None) => true,
+                _ => false,
+            })
+        };
         if let Some(row) = self.rows.find(hash, same) {
             row.apply(value);
             return;
         }
-        self.insert(hash, &values).apply(value);
+        self.insert(hash, values).apply(value);
     }
 
     #[cold]
@@ -213,4 +273,36 @@ pub fn record(measurements: &[Measurement<'_>], tags: &TagMap) {
 /// ```
 pub fn record_with_tags(measurements: &[Measurement<'_>], tags: &[(&TagKey, &str)]) {
     record_from(measurements, tags);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    #[test]
+    fn short_string_equality_matches_slice_equality() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "/users/{id}",
+            "/users/{ix}",
+            "/users/{id}/x",
+            "0123456789abcdef",
+            "0123456789abcdeF",
+            "0123456789abcdefg",
+            "0123456789abcdefh",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} vs {b:?}");
+            }
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! refresh it when [`GENERATION`] moves, which registration and unregistration bump.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -24,6 +24,7 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
         measures: HashMap::new(),
         views: BTreeMap::new(),
         next_view_id: 1,
+        keysets: Vec::new(),
         subscriptions: Arc::new(Subscriptions::default()),
     })
 });
@@ -39,6 +40,8 @@ struct Registry {
     measures: HashMap<String, (u32, MeasureDescriptor)>,
     views: BTreeMap<String, Arc<ViewCollector>>,
     next_view_id: u64,
+    /// Distinct tag-key lists of views; a view's `keyset` is an index here.
+    keysets: Vec<Box<[TagKey]>>,
     subscriptions: Arc<Subscriptions>,
 }
 
@@ -67,6 +70,18 @@ impl Registry {
         let id = u32::try_from(self.measures.len() + 1).unwrap_or(CONFLICTING_MEASURE);
         self.measures.insert(descriptor.name.to_string(), (id, descriptor.clone()));
         Ok(id)
+    }
+
+    fn keyset(&mut self, keys: &[TagKey]) -> u32 {
+        let found = self
+            .keysets
+            .iter()
+            .position(|k| k.len() == keys.len() && k.iter().zip(keys).all(|(a, b)| a.same(b)));
+        let index = found.unwrap_or_else(|| {
+            self.keysets.push(keys.into());
+            self.keysets.len() - 1
+        });
+        u32::try_from(index).unwrap_or(u32::MAX)
     }
 
     fn publish(&mut self) {
@@ -159,8 +174,10 @@ pub fn register(views: &[View]) -> Result<(), Error> {
     for (view, kind, measure_id) in added {
         let id = reg.next_view_id;
         reg.next_view_id += 1;
+        let keyset = reg.keyset(&view.keys);
         let collector = ViewCollector {
             id,
+            keyset,
             descriptor: Arc::new(view.descriptor.clone()),
             keys: view.keys.clone().into_boxed_slice(),
             measure_id,
@@ -217,6 +234,8 @@ pub(crate) struct ViewCollector {
     pub(crate) id: u64,
     pub(crate) descriptor: Arc<ViewDescriptor>,
     pub(crate) keys: Box<[TagKey]>,
+    /// Equal for views with equal key lists, so a record gathers and hashes their values once.
+    pub(crate) keyset: u32,
     measure_id: u32,
     kind: CellKind,
     start: SystemTime,
@@ -263,11 +282,16 @@ impl ViewCollector {
             let kind = &self.kind;
             let mut retired = entry.retired.take();
             entry.cells.retain(|cell| {
+                // Only the registry holds it: its thread ended (or dropped the view), so it never changes
+                // again. Decided *before* reading, or records made between the read and the check would be
+                // lost with the cell. Last-value cells are shared and kept: they are one per row anyway.
+                let finished = !kind.shared_per_row() && Arc::strong_count(cell) == 1;
+                if finished {
+                    // Pairs with the Release of the owner's drop of its `Arc`: its last writes are visible.
+                    fence(Ordering::Acquire);
+                }
                 let Some(acc) = cell.read(kind) else { return true };
                 fold(&mut total, acc.clone());
-                // Only the registry holds it: its thread ended (or dropped the view), so it never changes
-                // again. Last-value cells are shared and kept: they are one per row anyway.
-                let finished = Arc::strong_count(cell) == 1 && !kind.shared_per_row();
                 if finished {
                     fold(&mut retired, acc);
                 }

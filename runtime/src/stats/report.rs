@@ -25,7 +25,7 @@ pub fn view_data(name: &str) -> Option<ViewData> {
 
 /// Takes a snapshot and hands it to every exporter. A panicking exporter is counted as an export error and
 /// does not stop the others.
-pub(crate) fn export_report(exporters: &[Arc<dyn Exporter>]) {
+fn export_report(exporters: &[Arc<dyn Exporter>]) {
     if exporters.is_empty() {
         return;
     }

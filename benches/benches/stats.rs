@@ -1,0 +1,148 @@
+//! Recording stats: one count and one latency distribution tagged with 3 keys, the cost every request pays.
+//!
+//! Side by side with opentelemetry_sdk's histogram record with 3 attributes (and its counter + histogram, the
+//! like-for-like of our two views). The two-thread cases time each of two threads recording the same tag
+//! combination into the same views at once: the per-record cost should stay well under twice the
+//! single-thread one, since each thread writes only its own cells.
+
+use std::hint::black_box;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use oclayer::layer::{self, LATENCY_BOUNDS_MS};
+use oclayer::stats::{self, Aggregation, Float64Measure, TagKey, View};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+static LATENCY: Float64Measure = Float64Measure::new("bench/latency", "Request latency", "ms");
+const ROUTE: TagKey = TagKey::from_static("route");
+const METHOD: TagKey = TagKey::from_static("method");
+const STATUS: TagKey = TagKey::from_static("status");
+
+fn register_oclayer() {
+    let keys = [ROUTE, METHOD, STATUS];
+    stats::register(&[
+        View::new("bench/request_count", "Requests", &LATENCY, &keys, Aggregation::Count),
+        View::new("bench/latency", "Latency", &LATENCY, &keys, Aggregation::distribution(&LATENCY_BOUNDS_MS)),
+    ])
+    .expect("bench views are valid");
+    layer::register_layer_views(oclayer::config::EnabledLayers::default()).expect("layer views");
+}
+
+#[inline]
+fn record_oclayer(value: f64) {
+    stats::record_with_tags(
+        &[LATENCY.m(value)],
+        &[(&ROUTE, "/users/{id}"), (&METHOD, "GET"), (&STATUS, "200")],
+    );
+}
+
+/// Runs `record` `iters` times on each of `threads` threads started together; returns the slowest thread's
+/// time, i.e. the wall time per `iters` records of one thread while the others record too.
+fn timed_on_threads(threads: usize, iters: u64, record: fn(u64)) -> Duration {
+    let start = Arc::new(Barrier::new(threads));
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                // First record outside the timing: a new thread's first record of a combination allocates.
+                record(0);
+                start.wait();
+                let t = Instant::now();
+                for i in 0..iters {
+                    record(i);
+                }
+                t.elapsed()
+            })
+        })
+        .collect();
+    workers.into_iter().map(|w| w.join().expect("bench thread")).max().unwrap_or_default()
+}
+
+fn oclayer_benches(c: &mut Criterion) {
+    register_oclayer();
+    record_oclayer(1.0);
+    let mut group = c.benchmark_group("stats/oclayer");
+    let mut v = 0u64;
+    group.bench_function("count+distribution, 3 tags, 1 thread", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(7);
+            record_oclayer(black_box((v % 300) as f64));
+        })
+    });
+    group.bench_function("count+distribution, 3 tags, each of 2 threads", |b| {
+        b.iter_custom(|iters| timed_on_threads(2, iters, |i| record_oclayer(black_box((i % 300) as f64))))
+    });
+    group.bench_function("record_router (6 views), 1 thread", |b| {
+        b.iter(|| {
+            layer::record_router(
+                black_box("/users/{id}"),
+                "GET",
+                200,
+                128,
+                2048,
+                Duration::from_micros(black_box(2500)),
+            )
+        })
+    });
+    group.finish();
+}
+
+fn otel_benches(c: &mut Criterion) {
+    let provider = SdkMeterProvider::builder().with_reader(ManualReader::builder().build()).build();
+    let meter = provider.meter("bench");
+    let histogram = meter
+        .f64_histogram("bench.latency")
+        .with_unit("ms")
+        .with_boundaries(LATENCY_BOUNDS_MS.to_vec())
+        .build();
+    let counter = meter.u64_counter("bench.requests").build();
+    let attributes = [
+        KeyValue::new("route", "/users/{id}"),
+        KeyValue::new("method", "GET"),
+        KeyValue::new("status", "200"),
+    ];
+
+    let mut group = c.benchmark_group("stats/opentelemetry_sdk");
+    let mut v = 0u64;
+    group.bench_function("histogram, 3 attributes, 1 thread", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(7);
+            histogram.record(black_box((v % 300) as f64), &attributes);
+        })
+    });
+    group.bench_function("counter+histogram, 3 attributes, 1 thread", |b| {
+        b.iter(|| {
+            v = v.wrapping_add(7);
+            counter.add(1, &attributes);
+            histogram.record(black_box((v % 300) as f64), &attributes);
+        })
+    });
+    group.bench_function("histogram, 3 attributes, each of 2 threads", |b| {
+        b.iter_custom(|iters| {
+            let start = Arc::new(Barrier::new(2));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (histogram, attributes, start) =
+                        (histogram.clone(), attributes.clone(), Arc::clone(&start));
+                    std::thread::spawn(move || {
+                        start.wait();
+                        let t = Instant::now();
+                        for i in 0..iters {
+                            histogram.record(black_box((i % 300) as f64), &attributes);
+                        }
+                        t.elapsed()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("bench thread")).max().unwrap_or_default()
+        })
+    });
+    group.finish();
+    drop(provider);
+}
+
+criterion_group!(benches, oclayer_benches, otel_benches);
+criterion_main!(benches);
