@@ -13,10 +13,12 @@
 //! Names follow opencensus-go's exporter: `namespace_` + the view name with every character outside
 //! `[A-Za-z0-9_]` turned into `_`, and `key_` before a leading digit (`key` before a leading `_`); tag keys
 //! become label names the same way (`http.status` -> `http_status`). Counters get the `_total` suffix
-//! Prometheus requires. With `legacy_names: true` the output is exactly the Go exporter's: no `_total`,
+//! Prometheus requires. With `legacy_names: true` the names are exactly the Go exporter's: no `_total`,
 //! names cut to their first 100 bytes, and always the text format (OpenMetrics would force `_total` back
 //! onto counter samples and break the dashboards `legacy_names` exists for). Where the Go exporter kept
-//! non-ASCII letters, which Prometheus rejects, we write `_`.
+//! non-ASCII letters, which Prometheus rejects, we write `_`. Numbers are written as Prometheus reads them,
+//! integers without exponent: a bucket bound the Go exporter writes `le="1.048576e+06"` is
+//! `le="1048576"` here (the same number to Prometheus and `histogram_quantile`).
 //!
 //! A row without a value for one of the view's tag keys gets that label with an empty value, as the Go
 //! exporter writes it: every series of a family has the same label names (which strict parsers expect),
@@ -598,12 +600,6 @@ impl fmt::Display for Escaped<'_> {
             rest = &rest[at + 1..];
         }
         f.write_str(rest)
-    }
-}
-
-impl fmt::Debug for Scraper {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scraper").field("naming", &self.naming).finish_non_exhaustive()
     }
 }
 
