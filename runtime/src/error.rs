@@ -76,4 +76,24 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// An exporter could not deliver everything it was handed before the deadline of a flush or a shutdown
+    /// (the agent is down, slow, or refuses the connection: `last_error` says which). What is counted here
+    /// was still queued at the deadline; after a shutdown it is lost.
+    #[error(
+        "{exporter} exporter: {spans} spans and {reports} stats reports not delivered to {destination} before the \
+         deadline{}",
+        last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    Undelivered {
+        /// The exporter, e.g. `ocagent`.
+        exporter: &'static str,
+        /// Where it sends, e.g. `https://collector:55678`.
+        destination: String,
+        /// Spans still queued.
+        spans: u64,
+        /// Stats reports still queued.
+        reports: u64,
+        /// The last connection or stream error, if the last attempt failed.
+        last_error: Option<String>,
+    },
 }

@@ -50,6 +50,11 @@ pub const DEFAULT_REPORTING_PERIOD: Duration = Duration::from_secs(10);
 pub const DEFAULT_OCAGENT_ADDRESS: &str = "localhost:55678";
 /// `exporters.ocagent.reconnection` when missing or zero.
 pub const DEFAULT_RECONNECTION: Duration = Duration::from_secs(2);
+/// How many spans the ocagent exporter keeps for an unreachable agent, by default.
+pub const DEFAULT_OCAGENT_MAX_QUEUED_SPANS: usize = 64 * 1024;
+/// How many stats reports the ocagent exporter keeps for an unreachable agent, by default (about ten
+/// minutes at the default reporting period).
+pub const DEFAULT_OCAGENT_MAX_QUEUED_REPORTS: usize = 64;
 
 /// The validated telemetry configuration.
 ///
@@ -243,6 +248,15 @@ pub struct OcAgentConfig {
     pub enable_compression: bool,
     /// gRPC metadata sent on every stream. Values are secrets: never logged nor shown by `Debug`.
     pub headers: BTreeMap<String, String>,
+    /// A PEM CA certificate (or several) to trust besides the system roots, for an agent whose certificate
+    /// is self-signed or from a private CA. Builder only; ignored when `insecure`.
+    pub ca_certificate_pem: Option<String>,
+    /// Spans kept while the agent is unreachable (or slower than the traffic); beyond this the oldest are
+    /// dropped and counted. Default [`DEFAULT_OCAGENT_MAX_QUEUED_SPANS`]; 0 means the default. Builder only.
+    pub max_queued_spans: usize,
+    /// Stats reports kept while the agent is unreachable; beyond this the oldest are dropped and counted.
+    /// Default [`DEFAULT_OCAGENT_MAX_QUEUED_REPORTS`]; 0 means the default. Builder only.
+    pub max_queued_reports: usize,
 }
 
 impl OcAgentConfig {
@@ -256,6 +270,9 @@ impl OcAgentConfig {
             insecure: false,
             enable_compression: false,
             headers: BTreeMap::new(),
+            ca_certificate_pem: None,
+            max_queued_spans: DEFAULT_OCAGENT_MAX_QUEUED_SPANS,
+            max_queued_reports: DEFAULT_OCAGENT_MAX_QUEUED_REPORTS,
         }
     }
 
@@ -302,6 +319,28 @@ impl OcAgentConfig {
         self
     }
 
+    /// Trusts this PEM CA certificate (or bundle) besides the system roots: see
+    /// [`ca_certificate_pem`](Self::ca_certificate_pem).
+    #[must_use]
+    pub fn with_ca_certificate_pem(mut self, pem: impl Into<String>) -> Self {
+        self.ca_certificate_pem = Some(pem.into());
+        self
+    }
+
+    /// Sets [`max_queued_spans`](Self::max_queued_spans); 0 means the default.
+    #[must_use]
+    pub fn with_max_queued_spans(mut self, spans: usize) -> Self {
+        self.max_queued_spans = spans;
+        self
+    }
+
+    /// Sets [`max_queued_reports`](Self::max_queued_reports); 0 means the default.
+    #[must_use]
+    pub fn with_max_queued_reports(mut self, reports: usize) -> Self {
+        self.max_queued_reports = reports;
+        self
+    }
+
     /// Adds several headers, as [`with_header`](Self::with_header) does.
     #[must_use]
     pub fn with_headers<N, V>(mut self, headers: impl IntoIterator<Item = (N, V)>) -> Self
@@ -331,6 +370,9 @@ impl fmt::Debug for OcAgentConfig {
             .field("insecure", &self.insecure)
             .field("enable_compression", &self.enable_compression)
             .field("headers", &format_args!("{header_names:?} (values redacted)"))
+            .field("ca_certificate_pem", &self.ca_certificate_pem.as_ref().map(|_| "set"))
+            .field("max_queued_spans", &self.max_queued_spans)
+            .field("max_queued_reports", &self.max_queued_reports)
             .finish()
     }
 }

@@ -10,9 +10,11 @@ use std::time::Instant;
 
 mod http_server;
 pub mod memory;
+pub mod ocagent;
 pub mod prometheus;
 pub mod zpages;
 
+pub use ocagent::OcAgentExporter;
 pub use prometheus::PrometheusExporter;
 pub use zpages::ZPagesExporter;
 
@@ -72,6 +74,14 @@ pub(crate) fn from_config(
     // if let Some(prometheus) = &config.prometheus {
     //     exporters.push(PrometheusExporter::start(prometheus, runtime)?);
     // }
+    if let Some(ocagent) = &config.ocagent {
+        // The exporter names its settings from the `exporters.ocagent` block; say where that block is.
+        let exporter = OcAgentExporter::start(ocagent, runtime).map_err(|error| match error {
+            Error::Config { path, message } => Error::Config { path: config.path_of(&path), message },
+            other => other,
+        })?;
+        exporters.push(exporter);
+    }
     // The pulled exporters bind their port here, so a taken port fails `init`.
     if let Some(prometheus) = &config.prometheus {
         let exporter = PrometheusExporter::start(prometheus, runtime)
