@@ -5,3 +5,9 @@
 #![warn(missing_docs)]
 
 pub use oclayer_runtime::*;
+
+pub use oclayer_macros::trace_layer;
+
+/// What `#[trace_layer]` expands to calls, and nothing else may: not a public API.
+#[doc(hidden)]
+pub use oclayer_runtime::private as __private;

@@ -26,7 +26,11 @@ pub async fn handle(
                 let user = lookup(id)?;
                 Ok(respond(user))
             },
-            |__oclayer_ret| ::oclayer::__private::outcome!(__oclayer_ret, err),
+            |__oclayer_ret| {
+                ::oclayer::__private::outcome!(
+                    __oclayer_ret, ::oclayer::__private::error_of(__oclayer_ret)
+                )
+            },
         )
         .await
 }

@@ -32,7 +32,11 @@ where
                     let __ret: Result<u32, Error> = { __self.lookup(req).await };
                     #[allow(unreachable_code)] __ret
                 },
-                |__oclayer_ret| ::oclayer::__private::outcome!(__oclayer_ret, err),
+                |__oclayer_ret| {
+                    ::oclayer::__private::outcome!(
+                        __oclayer_ret, ::oclayer::__private::error_of(__oclayer_ret)
+                    )
+                },
             ),
     )
 }

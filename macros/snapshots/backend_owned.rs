@@ -12,7 +12,11 @@ async fn fetch(
         .output::<Result<Response<Body>, Error>>()
         .run(
             async move { client.send(req).await },
-            |__oclayer_ret| ::oclayer::__private::outcome!(__oclayer_ret, err),
+            |__oclayer_ret| {
+                ::oclayer::__private::outcome!(
+                    __oclayer_ret, ::oclayer::__private::error_of(__oclayer_ret)
+                )
+            },
         )
         .await
 }

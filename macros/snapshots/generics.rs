@@ -13,6 +13,10 @@ where
             move || -> Result<&'a T, E> {
                 items.get(at.into()).ok_or_else(|| E::from("out of range"))
             },
-            |__oclayer_ret| ::oclayer::__private::outcome!(__oclayer_ret, err),
+            |__oclayer_ret| {
+                ::oclayer::__private::outcome!(
+                    __oclayer_ret, ::oclayer::__private::error_of(__oclayer_ret)
+                )
+            },
         )
 }

@@ -3,7 +3,7 @@ async fn handle(State(state): State<App>, parts: Parts, body: Bytes) -> StatusCo
         "handle",
     );
     __OCLAYER
-        .start(::oclayer::__private::request!(& parts))
+        .start(::oclayer::__private::request(&parts))
         .output::<StatusCode>()
         .run(
             async move { state.handle(parts, body).await },

@@ -13,9 +13,10 @@
 //! user's scope can change what it refers to. The generated locals are `mixed_site`, so the body can
 //! neither see nor shadow them.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 use syn::{AttrStyle, Expr, FnArg, Ident, ItemFn, Pat, Stmt, Type};
 
 use crate::valid::{Access, Layer, Plan, Shape};
@@ -32,7 +33,13 @@ pub fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
     let start = start(plan, &private);
     let ret = Ident::new("__oclayer_ret", Span::mixed_site());
     let outcome = match plan.err {
-        Some(err) => quote_spanned!(err=> |#ret| #private::outcome!(#ret, err)),
+        // Spanned at `err`, so that a return type without an error to display is reported there.
+        Some(err) => {
+            let at_err = respan(&private, err);
+            let ret_at_err = Ident::new("__oclayer_ret", Span::mixed_site().located_at(err));
+            let error = quote_spanned!(err=> #at_err::error_of(#ret_at_err));
+            quote!(|#ret| #private::outcome!(#ret, #error))
+        }
         None => quote!(|#ret| #private::outcome!(#ret)),
     };
 
@@ -110,19 +117,24 @@ fn site(plan: &Plan, item: &ItemFn, private: &TokenStream) -> TokenStream {
 fn start(plan: &Plan, private: &TokenStream) -> TokenStream {
     let requests = plan.requests.iter().map(|r| {
         let ident = &r.ident;
+        let span = ident.span();
         match r.access {
             Access::Copy => quote!(#ident),
-            Access::Reborrow => quote!(&*#ident),
-            Access::ReborrowMut => quote!(&mut *#ident),
-            Access::Borrow => quote!(&#ident),
-            Access::BorrowMut => quote!(&mut #ident),
+            Access::Reborrow => quote_spanned!(span=> &*#ident),
+            Access::ReborrowMut => quote_spanned!(span=> &mut *#ident),
+            Access::Borrow => quote_spanned!(span=> &#ident),
+            Access::BorrowMut => quote_spanned!(span=> &mut #ident),
         }
     });
-    // A named request must be one (the compiler checks it); one found by its type may not be.
-    let http = if plan.request_named {
-        quote!(#private::request!(#(#requests),*))
-    } else {
-        quote!(#private::http!(#(#requests),*))
+    // A named request must be one: the compiler checks it, and says so at the name. One found by its type
+    // may not be one.
+    let http = match plan.requests.first().filter(|_| plan.request_named) {
+        Some(named) => {
+            let span = named.ident.span();
+            let at_name = respan(private, span);
+            quote_spanned!(span=> #at_name::request(#(#requests)*))
+        }
+        None => quote!(#private::http!(#(#requests),*)),
     };
     let mut start = if plan.has_receiver {
         quote!(__OCLAYER.start_in::<Self>(#http))
@@ -134,12 +146,37 @@ fn start(plan: &Plan, private: &TokenStream) -> TokenStream {
         let sets = plan.fields.iter().map(|f| {
             let key = &f.key;
             let value = &f.value;
-            let value = if needs_parens(value) { quote!(&(#value)) } else { quote!(&#value) };
-            quote!(#fields.set(#key, #value);)
+            // Spanned at the value, so that a value that cannot be an attribute is reported there.
+            let span = value.span();
+            let fields = Ident::new("__oclayer_fields", Span::mixed_site().located_at(span));
+            let value = if needs_parens(value) {
+                quote_spanned!(span=> &(#value))
+            } else {
+                quote_spanned!(span=> &#value)
+            };
+            quote_spanned!(span=> #fields.set(#key, #value);)
         });
         start.extend(quote!(.fields(|#fields| { #(#sets)* })));
     }
     start
+}
+
+/// The same tokens, shown at `span` in errors (their names still resolve as before).
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut tt| {
+            if let TokenTree::Group(group) = &tt {
+                let mut respanned = Group::new(group.delimiter(), respan(&group.stream(), span));
+                respanned.set_span(group.span().located_at(span));
+                tt = TokenTree::Group(respanned);
+            } else {
+                tt.set_span(tt.span().located_at(span));
+            }
+            tt
+        })
+        .collect()
 }
 
 /// Whether `&expr` would bind differently from `&(expr)`.

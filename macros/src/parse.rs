@@ -53,6 +53,17 @@ pub struct Args {
     pub errors: Vec<syn::Error>,
 }
 
+/// How an argument that takes a value is written, for error messages.
+pub fn form_of(key: &str) -> &'static str {
+    match key {
+        "name" => "`name = \"span name\"`",
+        "route" => "`route = \"/users/{id}\"`",
+        "request" => "`request = arg`, naming the fn's argument that is the HTTP request",
+        "crate" => "`crate = path::to::oclayer`",
+        _ => "`fields(key = expr, ...)`",
+    }
+}
+
 /// Names whose value is a string, an ident, a path or a field list; any other name is parsed by the
 /// shape of what follows it, so that `valid.rs` can name the mistake.
 fn value_kind(key: &str) -> Option<fn(ParseStream) -> syn::Result<ArgValue>> {
@@ -97,6 +108,9 @@ fn parse_field(input: ParseStream) -> syn::Result<Field> {
         }
         (key, first.span())
     };
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(key_span, format!("field `{key}` needs a value: `{key} = expr`")));
+    }
     input.parse::<Token![=]>()?;
     let value = input.parse()?;
     Ok(Field { key, key_span, value })
@@ -151,9 +165,15 @@ fn parse_args_stream(input: ParseStream) -> syn::Result<Args> {
         match parsed {
             Ok(value) => args.list.push(Arg { key, value }),
             Err(err) => {
-                // Keep going after the broken argument, so that later mistakes are reported too.
+                // Keep going after the broken argument, so that later mistakes are reported too. A bad
+                // field keeps its own message; any other value is reported with the form it should have.
                 skip_to_comma(input)?;
-                args.errors.push(err);
+                if name == "fields" {
+                    args.errors.push(err);
+                } else {
+                    args.errors
+                        .push(syn::Error::new(err.span(), format!("`{name}` is written {}", form_of(&name))));
+                }
             }
         }
         eat_comma(input, &mut args)?;
@@ -190,6 +210,15 @@ pub fn parse_args(tokens: TokenStream) -> Args {
 pub fn parse_item(tokens: TokenStream) -> syn::Result<ItemFn> {
     match syn::parse2::<syn::Item>(tokens.clone()) {
         Ok(syn::Item::Fn(item)) => Ok(item),
+        // A fn without a body: a trait's required method, or a fn in an `extern` block.
+        Ok(syn::Item::Verbatim(tokens))
+            if tokens.clone().into_iter().any(|tt| matches!(&tt, TokenTree::Ident(i) if i == "fn")) =>
+        {
+            Err(syn::Error::new(
+                tokens.into_iter().next().map_or_else(Span::call_site, |tt| tt.span()),
+                "`#[trace_layer]` goes on a fn with a body: put it on the method of each impl instead",
+            ))
+        }
         Ok(item) => Err(syn::Error::new(
             item_span(&item),
             format!("`#[trace_layer]` goes on a fn, not on {}", item_kind(&item)),

@@ -116,10 +116,8 @@ pub fn validate(args: Args, item: Result<&ItemFn, &syn::Error>) -> Result<Plan, 
             None
         }
     };
-    let plan = match (attr, item) {
-        (Some(attr), Some(item)) => check_fn(attr, item, &mut errors),
-        _ => None,
-    };
+    // The fn is checked even when the arguments are wrong, so that its mistakes show at the same time.
+    let plan = item.and_then(|item| check_fn(attr, item, &mut errors));
     match (errors.0, plan) {
         (None, Some(plan)) => Ok(plan),
         (Some(err), _) => Err(err),
@@ -128,9 +126,10 @@ pub fn validate(args: Args, item: Result<&ItemFn, &syn::Error>) -> Result<Plan, 
     }
 }
 
-/// The arguments, checked on their own; `None` if the layer is missing.
+/// The arguments, checked on their own.
 struct Attr {
-    layer: Layer,
+    /// `None` when missing or unknown (already reported).
+    layer: Option<Layer>,
     name: Option<LitStr>,
     route: Option<LitStr>,
     err: Option<Ident>,
@@ -141,10 +140,10 @@ struct Attr {
     krate: Option<syn::Path>,
 }
 
-fn check_args(list: Vec<Arg>, errors: &mut Errors) -> Option<Attr> {
+fn check_args(list: Vec<Arg>, errors: &mut Errors) -> Attr {
     let mut layer: Option<(Layer, Ident)> = None;
     let mut attr = Attr {
-        layer: Layer::Router,
+        layer: None,
         name: None,
         route: None,
         err: None,
@@ -226,7 +225,7 @@ fn check_args(list: Vec<Arg>, errors: &mut Errors) -> Option<Attr> {
         err.combine(syn::Error::new(a.span(), "`skip_span` is given here"));
         errors.add(err);
     }
-    layer.map(|(layer, _)| Attr { layer, ..attr })
+    Attr { layer: layer.map(|(layer, _)| layer), ..attr }
 }
 
 /// Checks that the value has the form the argument takes, and stores it.
@@ -276,14 +275,7 @@ fn check_value(attr: &mut Attr, key: Ident, value: ArgValue, errors: &mut Errors
             errors.push(key.span(), format!("`{flag}` takes no value: write `{flag}`"));
         }
         (_, _) => {
-            let form = match name.as_str() {
-                "name" => "`name = \"span name\"`",
-                "route" => "`route = \"/users/{id}\"`",
-                "request" => "`request = arg`, naming the fn's argument that is the HTTP request",
-                "crate" => "`crate = path::to::oclayer`",
-                _ => "`fields(key = expr, ...)`",
-            };
-            errors.push(key.span(), format!("`{name}` is written {form}"));
+            errors.push(key.span(), format!("`{name}` is written {}", crate::parse::form_of(&name)));
         }
     }
 }
@@ -321,7 +313,7 @@ fn check_fn(attr: Attr, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
             FnArg::Receiver(_) => None,
         })
     };
-    let backend = attr.layer == Layer::Backend;
+    let backend = attr.layer == Some(Layer::Backend);
     let access = |ty: &Type| match strip_group(ty) {
         Type::Reference(r) if r.mutability.is_none() => Access::Copy,
         Type::Reference(_) if backend => Access::ReborrowMut,
@@ -333,7 +325,8 @@ fn check_fn(attr: Attr, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
     let mut requests = Vec::new();
     if let Some(named) = &attr.request {
         match typed_args().find(|(ident, _, _)| *ident == named) {
-            Some((ident, ty, true)) => requests.push(RequestArg { ident: ident.clone(), access: access(ty) }),
+            // The name as written in the attribute, so that a compile error about its type points there.
+            Some((_, ty, true)) => requests.push(RequestArg { ident: named.clone(), access: access(ty) }),
             Some((ident, _, false)) => {
                 errors
                     .push(named.span(), format!("`{ident}` is bound with `ref`; bind the request by value"));
@@ -381,12 +374,13 @@ fn check_fn(attr: Attr, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
     }
 
     let shape = shape_of(item, declared);
+    let layer = attr.layer?;
     if !ok {
         return None;
     }
     let krate = attr.krate.map_or_else(|| quote!(::oclayer), |p| p.into_token_stream());
     Some(Plan {
-        layer: attr.layer,
+        layer,
         name: attr.name,
         route: attr.route,
         err: attr.err.map(|e| e.span()),

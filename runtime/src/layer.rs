@@ -458,6 +458,37 @@ pub fn record_backend(
     );
 }
 
+// ---- spans: names, attribute keys and annotations (what `#[trace_layer]` records; see src/private.rs) ------
+
+/// Pipe span names: this prefix and the endpoint pattern (`pipe-/users/{id}`), as krakend-opencensus names them.
+pub const PIPE_SPAN_PREFIX: &str = "pipe-";
+/// Backend span names: this prefix and the backend URL pattern or path (`backend-/users/{id}`).
+pub const BACKEND_SPAN_PREFIX: &str = "backend-";
+
+/// Router and backend: the request method (`GET`), as ochttp's `MethodAttribute`.
+pub const ATTR_HTTP_METHOD: &str = "http.method";
+/// Router and backend: the request path (`/users/42`).
+pub const ATTR_HTTP_PATH: &str = "http.path";
+/// Router and backend: the request URL as sent or received.
+pub const ATTR_HTTP_URL: &str = "http.url";
+/// Router and backend: the host the request was addressed to.
+pub const ATTR_HTTP_HOST: &str = "http.host";
+/// Router and backend: the `User-Agent` header, when not empty.
+pub const ATTR_HTTP_USER_AGENT: &str = "http.user_agent";
+/// Router and backend: the response status code, an int.
+pub const ATTR_HTTP_STATUS_CODE: &str = "http.status_code";
+/// Pipe: the error's message, on error.
+pub const ATTR_ERROR: &str = "error";
+/// Pipe: true when the run was cancelled (the caller went away).
+pub const ATTR_CANCELED: &str = "canceled";
+/// Pipe: whether the run produced a complete response.
+pub const ATTR_COMPLETE: &str = "complete";
+/// The annotation (and status message) of a span whose handler panicked.
+pub const ANNOTATION_PANICKED: &str = "panicked";
+/// The method tag of a request whose method is not one of the nine standard ones: any other value would let
+/// clients add rows at will.
+pub const METHOD_TAG_OTHER: &str = "_OTHER";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,4 @@
+#[oclayer::trace_layer(rooter, nmae = "x", err, err)]
+const fn everything_wrong() {}
+
+fn main() {}

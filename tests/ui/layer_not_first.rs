@@ -1,0 +1,4 @@
+#[oclayer::trace_layer(name = "users", router)]
+fn handle() {}
+
+fn main() {}
