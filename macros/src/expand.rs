@@ -6,7 +6,11 @@
 //!
 //! ```text
 //! static __OCLAYER: __private::Site = __private::Site::router("handle").err();
-//! __OCLAYER.start(__private::http!(&req)).output::<Output>().run(async move { BODY }, |r| outcome!(r, err)).await
+//! __OCLAYER
+//!     .start(__private::http!(&req))
+//!     .output::<Output>()
+//!     .run(async move { BODY }, |r| __private::outcome!(r, __private::error_of(r)))
+//!     .await
 //! ```
 //!
 //! Every path is absolute (`::oclayer::__private::...`, or the `crate = ...` path), so that nothing in the

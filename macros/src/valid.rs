@@ -214,7 +214,8 @@ fn check_args(list: Vec<Arg>, errors: &mut Errors) -> Attr {
     if layer.is_none() && !missing_layer_reported {
         errors.push(
             Span::call_site(),
-            "missing layer: write `#[trace_layer(router)]`, `#[trace_layer(pipe)]` or `#[trace_layer(backend)]`",
+            "missing layer: write `#[trace_layer(router)]`, `#[trace_layer(pipe)]` or \
+             `#[trace_layer(backend)]`",
         );
     }
     if let (Some(a), Some(b)) = (&attr.skip_span, &attr.skip_measures) {
@@ -293,7 +294,8 @@ fn check_fn(attr: Attr, item: &ItemFn, errors: &mut Errors) -> Option<Plan> {
         errors.push(
             abi.span(),
             format!(
-                "`#[trace_layer]` cannot go on an `extern \"{name}\"` fn: instrument the Rust fn it calls instead"
+                "`#[trace_layer]` cannot go on an `extern \"{name}\"` fn: instrument the Rust fn it calls \
+                 instead"
             ),
         );
         ok = false;

@@ -458,9 +458,9 @@ pub fn record_backend(
     );
 }
 
-// ---- spans: names, attribute keys and annotations (what `#[trace_layer]` records; see src/private.rs) ------
+// ---- spans: names, attribute keys, annotations (what `#[trace_layer]` records; see private.rs) ----------
 
-/// Pipe span names: this prefix and the endpoint pattern (`pipe-/users/{id}`), as krakend-opencensus names them.
+/// Pipe span names: this prefix and the endpoint pattern (`pipe-/users/{id}`), as krakend-opencensus does.
 pub const PIPE_SPAN_PREFIX: &str = "pipe-";
 /// Backend span names: this prefix and the backend URL pattern or path (`backend-/users/{id}`).
 pub const BACKEND_SPAN_PREFIX: &str = "backend-";

@@ -851,8 +851,8 @@ impl Default for InlineStr {
 #[diagnostic::on_unimplemented(
     message = "`request = ...` names an argument that is not an HTTP request",
     label = "not an HTTP request",
-    note = "`request = arg` takes an `http::Request<B>`, `http::request::Parts` or `http::HeaderMap`, by value \
-            or by reference"
+    note = "`request = arg` takes an `http::Request<B>`, `http::request::Parts` or `http::HeaderMap`, by \
+            value or by reference"
 )]
 pub trait AsHttp<'a> {
     /// The view the layers read.
