@@ -13,6 +13,7 @@
 //! RPC (`UNIMPLEMENTED`) is not asked again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use oclayer_proto::agent::trace::v1::CurrentLibraryConfig;
 use oclayer_proto::trace::v1::TraceConfig;
@@ -26,6 +27,9 @@ use super::Shared;
 use super::backoff::Backoff;
 use super::stream::describe;
 use crate::trace::{self, Sampler, limits};
+
+/// How long shutdown waits for the agent to end the Config stream after the exporter ended its side.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// How one Config stream ended.
 enum End {
@@ -97,7 +101,17 @@ async fn session(shared: &Shared) -> End {
     loop {
         let update = tokio::select! {
             update = updates.message() => update,
-            () = shared.closing.cancelled() => return End::Closing,
+            () = shared.closing.cancelled() => {
+                // End our side and let the agent end its own, so the stream closes cleanly rather than
+                // being reset; an agent that does not answer in time is left behind.
+                drop(sender);
+                let drained = async { while let Ok(Some(_)) = updates.message().await {} };
+                tokio::select! {
+                    _ = tokio::time::timeout(CLOSE_WAIT, drained) => {}
+                    () = shared.stop.cancelled() => {}
+                }
+                return End::Closing;
+            }
             () = shared.stop.cancelled() => return End::Closing,
         };
         match update {

@@ -120,7 +120,6 @@ impl OcAgentExporter {
             spans: Lane::new(Kind::Spans, span_capacity),
             reports: Lane::new(Kind::Reports, report_capacity),
             progress: Notify::new(),
-            flush_requests: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             closing: CancellationToken::new(),
             stop: CancellationToken::new(),
@@ -182,12 +181,10 @@ impl OcAgentExporter {
     /// Resolves once the items queued when it was called are resolved (delivered, or dropped by the bound),
     /// or fails at `deadline` with how many are still queued.
     async fn wait_resolved(shared: &Shared, deadline: Instant) -> Result<(), Error> {
-        let span_target = shared.spans.pushed();
-        let report_target = shared.reports.pushed();
-        // Ask the stream tasks to end their streams now rather than when they would rotate anyway.
-        shared.flush_requests.fetch_add(1, Ordering::Relaxed);
-        shared.spans.wake.notify_one();
-        shared.reports.wake.notify_one();
+        // Ask the stream tasks to end their streams once these items are written, rather than when they
+        // would rotate anyway.
+        let span_target = shared.spans.request_flush();
+        let report_target = shared.reports.request_flush();
         loop {
             let progress = shared.progress.notified();
             tokio::pin!(progress);
@@ -302,8 +299,6 @@ struct Shared {
     reports: Lane<ReportChunk>,
     /// Fired whenever queued items resolve (confirmed or dropped): flush and shutdown re-check.
     progress: Notify,
-    /// Bumped by each flush: stream tasks then end their streams to have what they wrote confirmed.
-    flush_requests: AtomicU64,
     /// Set at shutdown: later exports are dropped and counted.
     closed: AtomicBool,
     /// Shutdown began: deliver what is queued, end streams cleanly, return.
@@ -362,6 +357,9 @@ struct Lane<C> {
     wake: Notify,
     dropped: AtomicU64,
     delivered: AtomicU64,
+    /// Items with a lower sequence number are awaited by a flush or shutdown: the stream task ends its
+    /// stream as soon as they are written, to have them confirmed.
+    flush_target: AtomicU64,
     drop_log: DropLog,
 }
 
@@ -373,6 +371,7 @@ impl<C: Chunk> Lane<C> {
             wake: Notify::new(),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            flush_target: AtomicU64::new(0),
             drop_log: DropLog::new(),
         }
     }
@@ -416,8 +415,19 @@ impl<C: Chunk> Lane<C> {
         self.with_queue(|queue| queue.pending_len() + queue.in_flight_len())
     }
 
-    fn pushed(&self) -> u64 {
-        self.with_queue(|queue| queue.pushed())
+    /// Asks the stream task to have everything pushed so far confirmed; returns the sequence number that
+    /// everything before is then resolved.
+    fn request_flush(&self) -> u64 {
+        let target = self.with_queue(|queue| queue.pushed());
+        self.flush_target.fetch_max(target, Ordering::Relaxed);
+        self.wake.notify_one();
+        target
+    }
+
+    /// Whether a flush waits for items still unconfirmed.
+    fn flush_waiting(&self) -> bool {
+        let target = self.flush_target.load(Ordering::Relaxed);
+        target > 0 && !self.resolved_up_to(target)
     }
 
     fn resolved_up_to(&self, target: u64) -> bool {

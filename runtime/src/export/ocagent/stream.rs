@@ -251,7 +251,7 @@ pub(super) async fn run<W: Wire>(shared: Arc<Shared>) {
                 } else {
                     tracing::debug!(rpc = W::RPC, %error, retry_in = ?delay, "ocagent exporter: stream failed again");
                 }
-                shared.set_last_error(Some(error));
+                shared.set_last_error(Some(with_hint(error)));
                 if !pause(&shared, delay).await {
                     return;
                 }
@@ -359,7 +359,6 @@ async fn feed<W: Wire>(
 ) -> FeedEnd {
     let rotate_items = (lane.with_queue(|queue| queue.capacity()) / 2).clamp(1, MAX_ROTATE_ITEMS);
     let mut identified = false;
-    let mut flushes_seen = shared.flush_requests.load(Ordering::Relaxed);
     let mut first_write: Option<Instant> = None;
     let mut requests = Vec::new();
     loop {
@@ -371,7 +370,8 @@ async fn feed<W: Wire>(
         if in_flight > 0 && (written.load(Ordering::Relaxed) >= window || in_flight >= rotate_items) {
             return FeedEnd::Close;
         }
-        let chunks = lane.with_queue(|queue| queue.take(W::TAKE));
+        // Never more in flight than `rotate_items`: that keeps the other half of the bound for new items.
+        let chunks = lane.with_queue(|queue| queue.take(W::TAKE.min(rotate_items - in_flight)));
         if !chunks.is_empty() {
             W::requests(&chunks, &mut requests);
             for mut request in requests.drain(..) {
@@ -389,10 +389,9 @@ async fn feed<W: Wire>(
         }
 
         // Nothing to write now: end the stream if asked to, else wait for items or the rotation age.
-        let flushes = shared.flush_requests.load(Ordering::Relaxed);
         match first_write {
             Some(first) => {
-                if shared.closing.is_cancelled() || flushes != flushes_seen {
+                if shared.closing.is_cancelled() || lane.flush_waiting() {
                     return FeedEnd::Close;
                 }
                 tokio::select! {
@@ -402,8 +401,6 @@ async fn feed<W: Wire>(
                 }
             }
             None => {
-                // Nothing was written on this stream: a flush has nothing to wait for here.
-                flushes_seen = flushes;
                 if shared.closing.is_cancelled() {
                     return FeedEnd::Close;
                 }
@@ -430,6 +427,19 @@ pub(super) fn describe(status: &tonic::Status) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Adds what to do about the errors that are usually a setup problem.
+fn with_hint(error: String) -> String {
+    let hint = if error.contains("certificate") {
+        "; the agent's TLS certificate is not trusted: trust its CA with \
+         OcAgentConfig::with_ca_certificate_pem, or set `insecure` if the agent speaks plain text"
+    } else if error.contains("Connection refused") {
+        "; is the agent running and listening on this address?"
+    } else {
+        ""
+    };
+    error + hint
 }
 
 #[cfg(test)]
@@ -508,5 +518,14 @@ mod tests {
         status.set_source(Arc::new(io));
         let text = describe(&status);
         assert_eq!(text, "Unavailable: transport error: connection refused");
+        assert!(
+            with_hint("Unavailable: invalid peer certificate: UnknownIssuer".into())
+                .contains("with_ca_certificate_pem")
+        );
+        assert!(
+            with_hint("tcp connect error: Connection refused (os error 111)".into())
+                .contains("is the agent running")
+        );
+        assert_eq!(with_hint("Internal: boom".into()), "Internal: boom");
     }
 }
