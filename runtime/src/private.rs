@@ -270,7 +270,7 @@ impl Call {
             None => body(),
         };
         // A panic in `body` unwinds past here and drops `self` unfinished: `Drop` records it.
-        self.finish(&outcome(&value));
+        self.finish(&value, outcome);
         value
     }
 
@@ -307,11 +307,11 @@ impl Call {
     }
 
     /// Records the body's outcome: the layer's measures, the span's status and attributes, then ends the
-    /// span. Does nothing for an inert or already recorded call.
+    /// span. Does nothing (not even look at the value) for an inert or already recorded call.
     #[inline]
-    fn finish(&mut self, outcome: &Outcome<'_>) {
+    fn finish<T>(&mut self, value: &T, outcome: fn(&T) -> Outcome<'_>) {
         if let Some(active) = self.active.take() {
-            active.record(End::Returned(outcome));
+            active.record(End::Returned(&outcome(value)));
         }
     }
 }
@@ -525,7 +525,7 @@ impl<F: Future> Future for Run<F> {
             }
         };
         if let Poll::Ready(value) = &polled {
-            this.call.finish(&(this.outcome)(value));
+            this.call.finish(value, *this.outcome);
         }
         polled
     }
@@ -1123,4 +1123,101 @@ macro_rules! __oclayer_reply {
         };
         (&&&&&&$crate::private::ReplyProbe($ret)).__oclayer_reply()
     }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(reply: Reply) -> (Option<u16>, Option<u64>, bool) {
+        (reply.status, reply.bytes, reply.failed)
+    }
+
+    #[test]
+    fn outcome_reads_the_status_of_http_values_and_results_of_them() {
+        let response = Response::builder()
+            .status(503)
+            .header("content-length", "12")
+            .body(())
+            .expect("a valid response");
+        assert_eq!(parts(crate::__oclayer_reply!(&response)), (Some(503), Some(12), false));
+        assert_eq!(parts(crate::__oclayer_reply!(&HttpStatus::ACCEPTED)), (Some(202), None, false));
+        assert_eq!(parts(crate::__oclayer_reply!(&(HttpStatus::CREATED, "body"))), (Some(201), None, false));
+
+        let ok: Result<Response<()>, String> = Ok(Response::new(()));
+        assert_eq!(parts(crate::__oclayer_reply!(&ok)), (Some(200), None, false));
+        let failed: Result<Response<()>, String> = Err("refused".into());
+        assert_eq!(parts(crate::__oclayer_reply!(&failed)), (None, None, true));
+
+        let both: Result<Response<()>, HttpStatus> = Err(HttpStatus::NOT_FOUND);
+        assert_eq!(parts(crate::__oclayer_reply!(&both)), (Some(404), None, true));
+        let err_side: Result<&str, HttpStatus> = Err(HttpStatus::BAD_REQUEST);
+        assert_eq!(parts(crate::__oclayer_reply!(&err_side)), (Some(400), None, true));
+        let err_side_ok: Result<&str, HttpStatus> = Ok("json");
+        assert_eq!(parts(crate::__oclayer_reply!(&err_side_ok)), (None, None, false));
+
+        let plain: Result<u32, String> = Err("no".into());
+        assert_eq!(parts(crate::__oclayer_reply!(&plain)), (None, None, true));
+        assert_eq!(parts(crate::__oclayer_reply!(&7_u32)), (None, None, false));
+        assert_eq!(parts(crate::__oclayer_reply!("text")), (None, None, false));
+    }
+
+    #[test]
+    fn http_finds_requests_by_type_and_nothing_else() {
+        let mut request =
+            Request::get("http://users.internal:8080/users/7").body(()).expect("a valid request");
+        let view = crate::__oclayer_http!(&request).expect("a request is HTTP");
+        assert_eq!(view.path(), Some("/users/7"));
+        assert_eq!(view.host(), Some("users.internal:8080"));
+        let mut view = crate::__oclayer_http!(&mut request).expect("a request is HTTP");
+        assert!(view.headers_mut().is_some(), "a mutable request can take headers");
+
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, http::HeaderValue::from_static("gateway.local"));
+        let view = crate::__oclayer_http!(&headers).expect("a header map is HTTP");
+        assert_eq!((view.host(), view.path()), (Some("gateway.local"), None));
+
+        let id = 7_u64;
+        assert!(crate::__oclayer_http!(&id).is_none());
+        // The first argument that is a request wins.
+        let view = crate::__oclayer_http!(&id, &headers, &request).expect("one is HTTP");
+        assert_eq!(view.path(), None, "the header map came first");
+    }
+
+    #[test]
+    fn statuses_without_a_response() {
+        let ok = Outcome::new(Reply::default(), None);
+        let failed = Outcome::new(Reply { failed: true, ..Reply::default() }, None);
+        assert_eq!(status_of(Layer::Router, &End::Returned(&ok)), Some(200));
+        assert_eq!(status_of(Layer::Router, &End::Returned(&failed)), Some(500));
+        assert_eq!(status_of(Layer::Backend, &End::Returned(&failed)), None, "a transport error");
+        assert_eq!(status_of(Layer::Router, &End::Panicked), Some(500));
+        assert_eq!(status_of(Layer::Backend, &End::Panicked), None);
+        assert_eq!(status_of(Layer::Backend, &End::Canceled), Some(499));
+    }
+
+    #[test]
+    fn method_tags_are_bounded() {
+        assert_eq!(method_tag(&Method::GET), "GET");
+        assert_eq!(method_tag(&Method::PATCH), "PATCH");
+        let custom = Method::from_bytes(b"PURGE").expect("a valid method");
+        assert_eq!(method_tag(&custom), layer::METHOD_TAG_OTHER);
+    }
+
+    #[test]
+    fn impl_types_are_named_as_written() {
+        assert_eq!(short_type_name("my_crate::handlers::Users"), "Users");
+        assert_eq!(short_type_name("my_crate::Cache<alloc::string::String, u8>"), "Cache");
+        assert_eq!(short_type_name("Plain"), "Plain");
+    }
+
+    #[test]
+    fn inline_strings_cut_long_values_at_a_character_boundary() {
+        assert_eq!(InlineStr::new("users-api:8080").as_str(), "users-api:8080");
+        let long = "é".repeat(100);
+        let cut = InlineStr::new(&long);
+        assert_eq!(cut.as_str(), "é".repeat(InlineStr::CAPACITY / 2));
+        let odd = format!("a{long}");
+        assert_eq!(InlineStr::new(&odd).as_str().len(), InlineStr::CAPACITY - 1);
+    }
 }
