@@ -1,16 +1,20 @@
 //! Recording: the hot path.
 //!
-//! Each thread keeps, per subscribed view, a hash table from raw tag values to its own cell of that row.
-//! Recording a combination the thread has seen is: one thread-local access, one atomic load (has the set of
-//! views changed?), and per view a hash, a probe and a few relaxed stores into a cell no other thread writes.
-//! No lock, no allocation, no read-modify-write. A combination new to the thread takes the slow path once:
-//! it locks the view's row table, allocates the row and the cell, and caches them.
+//! Each thread keeps, per distinct key list of the subscribed views, a hash table from raw tag values to a
+//! row holding this thread's own cell of each of those views. Recording a combination the thread has seen
+//! is: one thread-local access, one atomic load (has the set of views changed?), then per key list one
+//! gathering of the values, one hash and one probe, and per view a few relaxed stores into a cell no other
+//! thread writes. No lock, no allocation, no read-modify-write. A combination new to the thread takes the
+//! slow path once per view: it locks the view's row table, allocates the row and the cell, and caches them.
 //!
 //! The table is keyed by the values as given, before sanitizing, so a value that had to be fixed does not
 //! take the slow path again: its cache entry points at the fixed row's cell and remembers to count the fix.
+//!
+//! When views are registered or unregistered, each thread drops its tables at its next record and starts
+//! over: its old cells are then held by the registry alone, which folds them into the rows' totals.
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -21,7 +25,7 @@ use super::cell::Cell;
 use super::health;
 use super::measure::{Measurement, Value};
 use super::registry::{self, GENERATION, Subscriptions, ViewCollector};
-use super::tag::{self, TagKey, TagMap};
+use super::tag::{self, TagKey, TagMap, same_bytes};
 
 /// Where a record's tag values come from.
 pub(crate) trait TagSource {
@@ -62,26 +66,37 @@ thread_local! {
 struct LocalState {
     generation: u64,
     subscriptions: Arc<Subscriptions>,
-    /// Parallel to `subscriptions.views`.
-    views: Vec<LocalView>,
-    hasher: foldhash::fast::RandomState,
+    /// Per subscribed view (parallel to `subscriptions.views`): its key list in `keysets` and its place in
+    /// that key list's views.
+    slots: Vec<(u32, u32)>,
+    keysets: Vec<LocalKeyset>,
+    /// Per-thread random seed of [`hash_values`], so no one can aim values at one bucket.
+    seed: u64,
 }
 
-struct LocalView {
-    collector: Arc<ViewCollector>,
+/// The views of one key list, and this thread's rows of them.
+struct LocalKeyset {
+    keyset: u32,
+    keys: Box<[TagKey]>,
+    views: Vec<Arc<ViewCollector>>,
     rows: HashTable<LocalRow>,
 }
 
 struct LocalRow {
     hash: u64,
-    /// The raw values, one per view key.
+    /// The raw values, one per key.
     values: Box<[Option<Box<str>>]>,
+    /// One per view of the key list, made on the view's first record of these values.
+    cells: Box<[Option<LocalCell>]>,
+}
+
+struct LocalCell {
     cell: Arc<Cell>,
     /// A value was invalid and the row is the fixed one: count each record.
     fixed: bool,
 }
 
-impl LocalRow {
+impl LocalCell {
     #[inline]
     fn apply(&self, value: Value) {
         self.cell.record(value);
@@ -94,13 +109,17 @@ impl LocalRow {
 /// Most views have a handful of keys; more spill to the heap on every record of that view.
 type Values<'a> = SmallVec<[Option<&'a str>; 8]>;
 
+/// (key list, view within it, value): one per view a record feeds. Up to 16 without allocating.
+type Work = SmallVec<[(u32, u32, Value); 16]>;
+
 impl LocalState {
     fn new() -> LocalState {
         LocalState {
             generation: 0,
             subscriptions: Arc::new(Subscriptions::default()),
-            views: Vec::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            slots: Vec::new(),
+            keysets: Vec::new(),
+            seed: foldhash::fast::RandomState::default().hash_one(0x006f_636c_6179_6572_u64) | 1,
         }
     }
 
@@ -114,25 +133,35 @@ impl LocalState {
     #[cold]
     fn refresh(&mut self) {
         let subscriptions = registry::subscriptions();
-        let mut old = std::mem::take(&mut self.views);
-        self.views = subscriptions
-            .views
-            .iter()
-            .map(|collector| match old.iter().position(|v| v.collector.id == collector.id) {
-                // Same registration: keep the cached rows.
-                Some(i) => old.swap_remove(i),
-                None => LocalView { collector: Arc::clone(collector), rows: HashTable::new() },
-            })
-            .collect();
+        let mut keysets: Vec<LocalKeyset> = Vec::new();
+        let mut slots = Vec::with_capacity(subscriptions.views.len());
+        for view in &subscriptions.views {
+            let index = match keysets.iter().position(|k| k.keyset == view.keyset) {
+                Some(i) => i,
+                None => {
+                    keysets.push(LocalKeyset {
+                        keyset: view.keyset,
+                        keys: view.keys.clone(),
+                        views: Vec::new(),
+                        rows: HashTable::new(),
+                    });
+                    keysets.len() - 1
+                }
+            };
+            let views = &mut keysets[index].views;
+            views.push(Arc::clone(view));
+            slots.push((index as u32, (views.len() - 1) as u32));
+        }
+        self.keysets = keysets;
+        self.slots = slots;
         self.generation = subscriptions.generation;
         self.subscriptions = subscriptions;
     }
 
     fn record<S: TagSource + ?Sized>(&mut self, measurements: &[Measurement<'_>], tags: &S) {
         self.sync();
-        let LocalState { subscriptions, views, hasher, .. } = self;
-        // Views sharing a key list (the usual case: a layer's views) share one gathering and hash.
-        let mut gathered = Gathered { keyset: None, values: SmallVec::new(), hash: 0 };
+        let LocalState { subscriptions, slots, keysets, seed, .. } = self;
+        let mut work = Work::new();
         for m in measurements {
             let value = match m.value {
                 Value::Float(v) if !v.is_finite() => {
@@ -142,94 +171,116 @@ impl LocalState {
                 v => v,
             };
             for &i in subscriptions.views_of(m.measure.id()) {
-                let view = &mut views[i];
-                let keyset = view.collector.keyset;
-                if gathered.keyset != Some(keyset) {
-                    gathered.values.clear();
-                    for key in view.collector.keys.iter() {
-                        gathered.values.push(tags.get(key));
-                    }
-                    gathered.hash = hash_values(hasher, &gathered.values);
-                    gathered.keyset = Some(keyset);
+                let (keyset, view) = slots[i];
+                work.push((keyset, view, value));
+            }
+        }
+        // Views sharing a key list (the usual case: a layer's views) share one gathering, hash and probe.
+        work.sort_unstable_by_key(|&(keyset, _, _)| keyset);
+        let mut values = Values::new();
+        for run in work.chunk_by(|a, b| a.0 == b.0) {
+            let LocalKeyset { keys, views, rows, .. } = &mut keysets[run[0].0 as usize];
+            values.clear();
+            for key in keys.iter() {
+                values.push(tags.get(key));
+            }
+            let hash = hash_values(*seed, &values);
+            let same = |row: &LocalRow| {
+                row.values.iter().zip(values.iter()).all(|(a, b)| match (a, b) {
+                    (Some(a), Some(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
+                    (None, None) => true,
+                    _ => false,
+                })
+            };
+            let row = match rows.find_entry(hash, same) {
+                Ok(found) => found.into_mut(),
+                Err(absent) => absent
+                    .into_table()
+                    .insert_unique(hash, new_row(hash, &values, views.len()), |r| r.hash)
+                    .into_mut(),
+            };
+            for &(_, view, value) in run {
+                let slot = &mut row.cells[view as usize];
+                match slot {
+                    Some(cell) => cell.apply(value),
+                    None => slot.insert(attach(&views[view as usize], &values)).apply(value),
                 }
-                view.record(value, &gathered.values, gathered.hash);
             }
         }
     }
 }
 
-/// Byte equality, inline for the short strings tag values usually are (a call to `memcmp` per value costs
-/// more than the comparison): two overlapping word loads compare up to 16 bytes.
+#[cold]
+#[inline(never)]
+fn new_row(hash: u64, values: &[Option<&str>], views: usize) -> LocalRow {
+    LocalRow {
+        hash,
+        values: values.iter().map(|v| v.map(Box::from)).collect(),
+        cells: (0..views).map(|_| None).collect(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn attach(view: &ViewCollector, values: &[Option<&str>]) -> LocalCell {
+    let (cell, fixed) = view.attach(values);
+    LocalCell { cell, fixed }
+}
+
+/// A hash of one key list's values, built for the short strings tag values are: each value is read as at
+/// most two overlapping words (or 16-byte blocks beyond that) and mixed in with a folded multiply, the core
+/// of wyhash and foldhash. The length goes in too, so ("ab", "c") and ("a", "bc") differ.
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn hash_values(seed: u64, values: &[Option<&str>]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = seed;
+    for value in values {
+        let (a, b) = match value {
+            None => (K, 0),
+            Some(s) => words(s.as_bytes()),
+        };
+        let len = value.map_or(u64::MAX, |s| s.len() as u64);
+        h = fold_mul(h ^ a ^ len, b ^ K);
+    }
+    fold_mul(h, seed ^ K)
+}
+
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// Two words that together depend on every byte of `b`.
+#[inline]
+fn words(b: &[u8]) -> (u64, u64) {
     fn word(s: &[u8], at: usize) -> u64 {
         let mut w = [0u8; 8];
         w.copy_from_slice(&s[at..at + 8]);
-        u64::from_ne_bytes(w)
+        u64::from_le_bytes(w)
     }
-    fn half(s: &[u8], at: usize) -> u32 {
+    fn half(s: &[u8], at: usize) -> u64 {
         let mut w = [0u8; 4];
         w.copy_from_slice(&s[at..at + 4]);
-        u32::from_ne_bytes(w)
+        u64::from(u32::from_le_bytes(w))
     }
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
+    let n = b.len();
     match n {
-        0..4 => a == b,
-        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        _ => a == b,
-    }
-}
-
-/// One key list's values in a record, and their hash.
-struct Gathered<'t> {
-    keyset: Option<u32>,
-    values: Values<'t>,
-    hash: u64,
-}
-
-#[inline]
-fn hash_values(hasher: &foldhash::fast::RandomState, values: &[Option<&str>]) -> u64 {
-    let mut h = hasher.build_hasher();
-    for value in values {
-        match value {
-            // The length first, so ("ab", "c") and ("a", "bc") differ.
-            Some(s) => {
-                h.write_usize(s.len());
-                h.write(s.as_bytes());
+        0 => (0, 0),
+        1..4 => (u64::from(b[0]) << 16 | u64::from(b[n / 2]) << 8 | u64::from(b[n - 1]), 0),
+        4..8 => (half(b, 0), half(b, n - 4)),
+        8..=16 => (word(b, 0), word(b, n - 8)),
+        _ => {
+            // Longer values (paths): 16 bytes at a time, the last block overlapping.
+            let (mut x, mut y) = (0u64, 0u64);
+            let mut at = 0;
+            while at + 16 < n {
+                x = fold_mul(x ^ word(b, at), y ^ word(b, at + 8) ^ 0x2d35_8dcc_aa6c_78a5);
+                y = y.rotate_left(23) ^ x;
+                at += 16;
             }
-            None => h.write_usize(usize::MAX),
+            (x ^ word(b, n - 16), y ^ word(b, n - 8))
         }
-    }
-    h.finish()
-}
-
-impl LocalView {
-    #[inline]
-    fn record(&mut self, value: Value, values: &[Option<&str>], hash: u64) {
-        let same = |row: &LocalRow| {
-            row.values.iter().zip(values).all(|(a, b)| match (a, b) {
-                (Some(a), Some(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
-                (None, None) => true,
-                _ => false,
-            })
-        };
-        if let Some(row) = self.rows.find(hash, same) {
-            row.apply(value);
-            return;
-        }
-        self.insert(hash, values).apply(value);
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn insert(&mut self, hash: u64, values: &[Option<&str>]) -> &LocalRow {
-        let (cell, fixed) = self.collector.attach(values);
-        let row = LocalRow { hash, values: values.iter().map(|v| v.map(Box::from)).collect(), cell, fixed };
-        self.rows.insert_unique(hash, row, |r| r.hash).into_mut()
     }
 }
 
@@ -277,32 +328,31 @@ pub fn record_with_tags(measurements: &[Measurement<'_>], tags: &[(&TagKey, &str
 
 #[cfg(test)]
 mod tests {
-    use super::same_bytes;
+    use super::hash_values;
 
     #[test]
-    fn short_string_equality_matches_slice_equality() {
-        let words = [
-            "",
-            "a",
-            "ab",
-            "abc",
-            "abcd",
-            "abce",
-            "abcdefg",
-            "abcdefh",
-            "abcdefgh",
-            "/users/{id}",
-            "/users/{ix}",
-            "/users/{id}/x",
-            "0123456789abcdef",
-            "0123456789abcdeF",
-            "0123456789abcdefg",
-            "0123456789abcdefh",
+    fn hash_separates_lengths_order_and_absence() {
+        let long = "/api/v1/organizations/{org}/projects/{project}/members";
+        let longer = "/api/v1/organizations/{org}/projects/{project}/memberz";
+        let cases: [&[Option<&str>]; 10] = [
+            &[Some("ab"), Some("c")],
+            &[Some("a"), Some("bc")],
+            &[Some("c"), Some("ab")],
+            &[None, Some("abc")],
+            &[Some("abc"), None],
+            &[Some(""), Some("abc")],
+            &[Some(long)],
+            &[Some(longer)],
+            &[Some("0123456789abcdefg")],
+            &[Some("0123456789abcdefh")],
         ];
-        for a in words {
-            for b in words {
-                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} vs {b:?}");
+        let hashes: Vec<u64> = cases.iter().map(|c| hash_values(12345, c)).collect();
+        for (i, a) in hashes.iter().enumerate() {
+            for (j, b) in hashes.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} and {:?} collide", cases[i], cases[j]);
             }
         }
+        assert_eq!(hash_values(1, &[Some("x")]), hash_values(1, &[Some("x")]));
+        assert_ne!(hash_values(1, &[Some("x")]), hash_values(2, &[Some("x")]), "the seed matters");
     }
 }

@@ -23,7 +23,6 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
     Mutex::new(Registry {
         measures: HashMap::new(),
         views: BTreeMap::new(),
-        next_view_id: 1,
         keysets: Vec::new(),
         subscriptions: Arc::new(Subscriptions::default()),
     })
@@ -39,7 +38,6 @@ struct Registry {
     /// Measure name -> (id, the descriptor of the first measure of that name).
     measures: HashMap<String, (u32, MeasureDescriptor)>,
     views: BTreeMap<String, Arc<ViewCollector>>,
-    next_view_id: u64,
     /// Distinct tag-key lists of views; a view's `keyset` is an index here.
     keysets: Vec<Box<[TagKey]>>,
     subscriptions: Arc<Subscriptions>,
@@ -172,11 +170,8 @@ pub fn register(views: &[View]) -> Result<(), Error> {
     }
     let start = SystemTime::now();
     for (view, kind, measure_id) in added {
-        let id = reg.next_view_id;
-        reg.next_view_id += 1;
         let keyset = reg.keyset(&view.keys);
         let collector = ViewCollector {
-            id,
             keyset,
             descriptor: Arc::new(view.descriptor.clone()),
             keys: view.keys.clone().into_boxed_slice(),
@@ -230,8 +225,6 @@ struct RowEntry {
 
 /// A registered view while it collects.
 pub(crate) struct ViewCollector {
-    /// Unique per registration, so a thread can tell a re-registered view from the old one.
-    pub(crate) id: u64,
     pub(crate) descriptor: Arc<ViewDescriptor>,
     pub(crate) keys: Box<[TagKey]>,
     /// Equal for views with equal key lists, so a record gathers and hashes their values once.

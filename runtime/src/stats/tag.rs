@@ -57,6 +57,34 @@ pub(crate) fn sanitize_value(value: &str) -> Cow<'_, str> {
     Cow::Owned(fixed)
 }
 
+/// Byte equality, inline for the short strings tags usually are (a call to `memcmp` per value costs more
+/// than the comparison): at most two overlapping word loads compare up to 16 bytes.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    fn word(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    }
+    fn half(s: &[u8], at: usize) -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_ne_bytes(w)
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        // First, middle and last byte cover all of 1 to 3 bytes.
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// The name of a tag, e.g. `http_server_route`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TagKey {
@@ -106,8 +134,8 @@ impl TagKey {
     /// Equality with a fast path for the usual case of two copies of one `const` key.
     #[inline]
     pub(crate) fn same(&self, other: &TagKey) -> bool {
-        let (a, b) = (self.as_str(), other.as_str());
-        (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+        let (a, b) = (self.as_str().as_bytes(), other.as_str().as_bytes());
+        std::ptr::eq(a, b) || same_bytes(a, b)
     }
 }
 
@@ -382,6 +410,38 @@ mod tests {
 
     const K: TagKey = TagKey::from_static("k");
     const J: TagKey = TagKey::from_static("j");
+
+    #[test]
+    fn short_string_equality_matches_slice_equality() {
+        let words = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "b",
+            "ac",
+            "abd",
+            "xbc",
+            "axc",
+            "abcd",
+            "abce",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "/users/{id}",
+            "/users/{ix}",
+            "/users/{id}/x",
+            "0123456789abcdef",
+            "0123456789abcdeF",
+            "0123456789abcdefg",
+            "0123456789abcdefh",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same_bytes(a.as_bytes(), b.as_bytes()), a == b, "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn keys_are_validated() {
