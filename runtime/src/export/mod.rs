@@ -18,9 +18,9 @@ pub use ocagent::OcAgentExporter;
 pub use prometheus::PrometheusExporter;
 pub use zpages::ZPagesExporter;
 
-use crate::{Config, Error};
 use crate::stats::ViewData;
 use crate::trace::SpanData;
+use crate::{Config, Error};
 
 /// A batch of finished spans. Shared, so several exporters can keep it without copying.
 pub type SpanBatch = Arc<[SpanData]>;
@@ -68,12 +68,7 @@ pub(crate) fn from_config(
     config: &Config,
     runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<Arc<dyn Exporter>>, Error> {
-    #[allow(unused_mut)] // Until the config-driven exporters push here.
     let mut exporters: Vec<Arc<dyn Exporter>> = Vec::new();
-    // One block per exporter, e.g.:
-    // if let Some(prometheus) = &config.prometheus {
-    //     exporters.push(PrometheusExporter::start(prometheus, runtime)?);
-    // }
     if let Some(ocagent) = &config.ocagent {
         // The exporter names its settings from the `exporters.ocagent` block; say where that block is.
         let exporter = OcAgentExporter::start(ocagent, runtime).map_err(|error| match error {
@@ -93,7 +88,6 @@ pub(crate) fn from_config(
             .map_err(|e| listen_error_at(e, config, "exporters.zpages.port"))?;
         exporters.push(exporter);
     }
-    let _ = (config, runtime);
     Ok(exporters)
 }
 

@@ -62,16 +62,13 @@ impl fmt::Debug for SpanId {
 
 impl TraceId {
     /// A new random, valid trace id from the calling thread's generator (no lock, no syscall).
+    #[inline]
     pub fn random() -> TraceId {
-        loop {
-            let (hi, lo) = (rng::next_u64(), rng::next_u64());
-            if hi | lo != 0 {
-                let mut bytes = [0; 16];
-                bytes[..8].copy_from_slice(&hi.to_be_bytes());
-                bytes[8..].copy_from_slice(&lo.to_be_bytes());
-                return TraceId(bytes);
-            }
-        }
+        new_root_ids().0
+    }
+
+    fn from_u64s(high: u64, low: u64) -> TraceId {
+        TraceId(((u128::from(high) << 64) | u128::from(low)).to_be_bytes())
     }
 
     /// Parses exactly 32 lower-case hex digits. Upper case, other lengths and the all-zero id give `None`:
@@ -85,6 +82,7 @@ impl TraceId {
 
     /// The first 8 bytes as a big-endian integer: what probability sampling compares against its
     /// threshold, as opencensus-go does, so that every service of a trace reaches the same decision.
+    #[inline]
     pub(crate) fn high_u64(&self) -> u64 {
         let mut high = [0; 8];
         high.copy_from_slice(&self.0[..8]);
@@ -94,9 +92,16 @@ impl TraceId {
 
 impl SpanId {
     /// A new random, valid span id from the calling thread's generator (no lock, no syscall).
+    #[inline]
     pub fn random() -> SpanId {
+        let [value] = rng::next::<1>();
+        if value != 0 { SpanId(value.to_be_bytes()) } else { SpanId::random_slow() }
+    }
+
+    #[cold]
+    fn random_slow() -> SpanId {
         loop {
-            let value = rng::next_u64();
+            let [value] = rng::next::<1>();
             if value != 0 {
                 return SpanId(value.to_be_bytes());
             }
@@ -109,6 +114,28 @@ impl SpanId {
         decode_lower_hex(hex, &mut bytes)?;
         let id = SpanId(bytes);
         id.is_valid().then_some(id)
+    }
+}
+
+/// The ids of a new trace's root span, drawn together: one visit to the generator instead of three.
+#[inline(always)]
+pub(crate) fn new_root_ids() -> (TraceId, SpanId) {
+    let [high, low, span] = rng::next::<3>();
+    if (high | low) != 0 && span != 0 {
+        (TraceId::from_u64s(high, low), SpanId(span.to_be_bytes()))
+    } else {
+        new_root_ids_slow()
+    }
+}
+
+/// All-zero draws happen once in 2^64: draw again.
+#[cold]
+fn new_root_ids_slow() -> (TraceId, SpanId) {
+    loop {
+        let [high, low, span] = rng::next::<3>();
+        if (high | low) != 0 && span != 0 {
+            return (TraceId::from_u64s(high, low), SpanId(span.to_be_bytes()));
+        }
     }
 }
 
@@ -138,42 +165,48 @@ fn lower_hex_value(digit: u8) -> Option<u8> {
 /// `RandomState` (OS randomness, drawn once per thread) mixed with the thread's id.
 mod rng {
     use std::cell::Cell;
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
 
     thread_local! {
         // 0 means "not seeded yet": a const initialiser keeps every access a plain thread-local load.
         static STATE: Cell<u64> = const { Cell::new(0) };
     }
 
-    #[inline]
-    pub(super) fn next_u64() -> u64 {
+    const INCREMENT: u64 = 0xa076_1d64_78bd_642f;
+
+    /// The next `N` outputs. wyrand's state only advances by a constant, so the `N` outputs are computed
+    /// independently (the multiplications overlap) and the state is read and written once.
+    #[inline(always)]
+    pub(super) fn next<const N: usize>() -> [u64; N] {
         STATE
             .try_with(|state| {
                 let mut current = state.get();
                 if current == 0 {
                     current = seed();
                 }
-                let (value, next) = wyrand(current);
-                state.set(next);
-                value
+                state.set(current.wrapping_add(INCREMENT.wrapping_mul(N as u64)));
+                draw(current)
             })
             // The thread is being torn down and its locals are gone: draw from a fresh seed instead.
-            .unwrap_or_else(|_| wyrand(seed()).0)
+            .unwrap_or_else(|_| draw(seed()))
     }
 
     #[inline]
-    fn wyrand(state: u64) -> (u64, u64) {
-        let next = state.wrapping_add(0xa076_1d64_78bd_642f);
-        let product = u128::from(next).wrapping_mul(u128::from(next ^ 0xe703_7ed1_a0b4_28db));
-        (((product >> 64) as u64) ^ (product as u64), next)
+    fn draw<const N: usize>(state: u64) -> [u64; N] {
+        std::array::from_fn(|i| mix(state.wrapping_add(INCREMENT.wrapping_mul(i as u64 + 1))))
+    }
+
+    #[inline]
+    fn mix(state: u64) -> u64 {
+        let product = u128::from(state).wrapping_mul(u128::from(state ^ 0xe703_7ed1_a0b4_28db));
+        ((product >> 64) as u64) ^ (product as u64)
     }
 
     #[cold]
     fn seed() -> u64 {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        std::thread::current().id().hash(&mut hasher);
+        let keys = std::collections::hash_map::RandomState::new();
         // Never 0, which would read as "not seeded" on the next call.
-        hasher.finish() | 1
+        keys.hash_one(std::thread::current().id()) | 1
     }
 }
 

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::context::{self, PollScope};
+use super::context::PollScope;
 use super::span::{self, Span};
 
 pin_project! {
@@ -90,7 +90,7 @@ pub trait FutureExt: Future + Sized {
 
     /// Runs this future inside the span current now (e.g. before `tokio::spawn`), without ending it.
     fn in_current_span(self) -> Instrumented<Self> {
-        self.in_span(context::current_span())
+        self.in_span(Span::current())
     }
 }
 

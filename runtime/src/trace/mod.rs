@@ -17,10 +17,11 @@ pub mod propagation;
 mod sampler;
 mod span;
 mod span_data;
+mod spin;
 #[cfg(test)]
 mod tests;
 
-pub use context::{Entered, current_span};
+pub use context::{CurrentSpan, Entered, current_span};
 pub use id::{SpanId, TraceId};
 pub use instrument::{FutureExt, Instrumented};
 pub use pipeline::{DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT, DEFAULT_QUEUE_CAPACITY, dropped_spans};

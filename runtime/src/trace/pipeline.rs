@@ -18,7 +18,7 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 use super::SpanData;
-use super::span::SpanInner;
+use super::span::{SpanInner, WallClock};
 use crate::export::{Exporter, SpanBatch};
 
 /// Spans the queue holds by default before dropping the oldest.
@@ -100,9 +100,11 @@ impl SpanSink {
     /// Up to `max` queued spans, oldest first, as exporters receive them.
     fn pop(&self, max: usize) -> Vec<SpanData> {
         let mut spans = Vec::with_capacity(max.min(self.queue.len()));
+        // One reading of the wall clock places every span of the batch (see `span`'s module docs).
+        let clock = WallClock::now();
         while spans.len() < max {
             match self.queue.pop() {
-                Some(span) => spans.push(span.take_span_data()),
+                Some(span) => spans.push(span.take_span_data(&clock)),
                 None => break,
             }
         }

@@ -4,7 +4,12 @@
 //! `sampled = false`) and every recording method returns at once: starting and ending one allocates
 //! nothing, takes no lock and reads no clock. A sampled span shares one heap allocation among its handles;
 //! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
-//! turns it into [`SpanData`](super::SpanData) for the exporters.
+//! turns it into [`SpanData`] for the exporters.
+//!
+//! Time is read from the monotonic clock only, once when a sampled span starts and once when it ends; the
+//! pipeline converts those instants to wall-clock time when it hands the span over, against one
+//! `SystemTime`/`Instant` pair read per batch. Durations therefore never go negative, and the request path
+//! pays one clock read per timestamp instead of two.
 //!
 //! A span ends at the first of: [`Span::end`], the completion (or cancellation) of the future it
 //! [instruments](super::FutureExt::instrument), or the drop of its last handle. Recording into an ended span
@@ -12,11 +17,14 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use smallvec::SmallVec;
+
 use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
+use super::spin::{SpinGuard, SpinLock};
 use super::{
     AttributeValue, Attributes, Link, MessageEventKind, Sampler, SpanContext, SpanData, SpanId, SpanKind,
     Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, sampler,
@@ -43,20 +51,27 @@ pub(crate) struct SpanInner {
     parent_span_id: Option<SpanId>,
     kind: SpanKind,
     same_process_as_parent_span: Option<bool>,
-    start_time: SystemTime,
     start: Instant,
     /// 0 while the span runs, then 1 + its duration in nanoseconds. An atomic, so ending takes no lock.
     end: AtomicU64,
     child_span_count: AtomicU32,
-    record: Mutex<Record>,
+    record: SpinLock<Record>,
 }
+
+type Attribute = (Cow<'static, str>, AttributeValue);
+
+const INLINE_ATTRIBUTES: usize = 8;
 
 /// What the span accumulates while it runs.
 #[derive(Default)]
 struct Record {
     name: Cow<'static, str>,
-    attributes: Attributes,
-    time_events: Vec<TimeEvent>,
+    /// Kept inline: a layer sets about six attributes, and a separate allocation for them would cost as
+    /// much as the span's own. Exporters get a `Vec`, made off the request path.
+    attributes: SmallVec<[Attribute; INLINE_ATTRIBUTES]>,
+    dropped_attributes: u32,
+    /// Annotations and message events, stamped with the monotonic clock.
+    time_events: Vec<(Instant, TimeEventKind)>,
     annotations: usize,
     dropped_annotations: u32,
     message_events: usize,
@@ -67,20 +82,25 @@ struct Record {
 }
 
 impl Span {
-    /// No span: invalid ids, not sampled. What [`current_span`](super::current_span) returns outside any
-    /// span; entering it runs code with no current span.
+    /// No span: invalid ids, not sampled. What [`Span::current`] returns outside any span; entering it runs
+    /// code with no current span.
     pub const NONE: Span = Span { repr: Repr::Unsampled(SpanContext::INVALID) };
 
-    /// The span current on this thread (or in this instrumented future), or [`Span::NONE`].
+    /// A handle to the span current on this thread (or in this instrumented future), or [`Span::NONE`]: a
+    /// clone, to keep or to move elsewhere. To record into the current span in place, use
+    /// [`current_span`](super::current_span), which clones nothing.
+    #[inline]
     pub fn current() -> Span {
-        context::current_span()
+        context::with_current(Span::clone)
     }
 
     /// The ids, sampled flag and tracestate: what propagation sends downstream.
+    #[inline]
     pub fn span_context(&self) -> SpanContext {
         self.context().clone()
     }
 
+    #[inline]
     fn context(&self) -> &SpanContext {
         match &self.repr {
             Repr::Unsampled(context) => context,
@@ -95,6 +115,7 @@ impl Span {
     }
 
     /// Whether this is a real span (valid ids), not [`Span::NONE`].
+    #[inline]
     pub fn is_valid(&self) -> bool {
         self.context().is_valid()
     }
@@ -103,16 +124,22 @@ impl Span {
     /// [`MAX_ATTRIBUTES`](super::limits::MAX_ATTRIBUTES) distinct keys, new keys are dropped and counted
     /// (the first ones are kept: the layers set theirs first). String values are cut to
     /// [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
+    #[inline]
     pub fn set_attribute(&self, key: impl Into<Cow<'static, str>>, value: impl Into<AttributeValue>) {
-        if let Some(mut record) = self.recording() {
-            insert_attribute(&mut record.attributes, key.into(), value.into());
+        if let Repr::Sampled(inner) = &self.repr {
+            // Converted before locking: conversions are user code, which must not run under the lock.
+            inner.set_attribute(key.into(), value.into());
         }
     }
 
     /// Adds an annotation: a timestamped note. Beyond
-    /// [`MAX_ANNOTATIONS`](super::limits::MAX_ANNOTATIONS) they are dropped and counted.
+    /// [`MAX_ANNOTATIONS`](super::limits::MAX_ANNOTATIONS) they are dropped and counted. The description
+    /// is cut to [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
+    #[inline]
     pub fn add_annotation(&self, description: impl Into<Cow<'static, str>>) {
-        self.add_annotation_with_attributes(description, std::iter::empty::<(&'static str, bool)>());
+        if let Repr::Sampled(inner) = &self.repr {
+            inner.add_annotation(description.into(), Attributes::default());
+        }
     }
 
     /// Adds an annotation with attributes of its own (limited as the span's are).
@@ -124,28 +151,21 @@ impl Span {
         K: Into<Cow<'static, str>>,
         V: Into<AttributeValue>,
     {
-        let Repr::Sampled(inner) = &self.repr else { return };
-        let time = inner.now();
-        let Some(mut record) = self.recording() else { return };
-        if record.annotations >= MAX_ANNOTATIONS {
-            record.dropped_annotations = record.dropped_annotations.saturating_add(1);
-            return;
+        if let Repr::Sampled(inner) = &self.repr {
+            // Collected before locking: the iterator is user code, which must not run under the lock.
+            let mut entries = SmallVec::<[Attribute; 0]>::new();
+            let mut dropped = 0;
+            for (key, value) in attributes {
+                insert_attribute(&mut entries, &mut dropped, key.into(), value.into());
+            }
+            inner.add_annotation(description.into(), Attributes { entries: entries.into_vec(), dropped });
         }
-        record.annotations += 1;
-        let mut annotation_attributes = Attributes::default();
-        for (key, value) in attributes {
-            insert_attribute(&mut annotation_attributes, key.into(), value.into());
-        }
-        let description = limits::truncate(description.into());
-        record.time_events.push(TimeEvent {
-            time,
-            kind: TimeEventKind::Annotation { description, attributes: annotation_attributes },
-        });
     }
 
     /// Records a message sent or received by this span (`id` numbers the messages within the span; sizes
     /// in bytes, `compressed_size` 0 when not compressed). Beyond
     /// [`MAX_MESSAGE_EVENTS`](super::limits::MAX_MESSAGE_EVENTS) they are dropped and counted.
+    #[inline]
     pub fn add_message_event(
         &self,
         kind: MessageEventKind,
@@ -153,57 +173,61 @@ impl Span {
         uncompressed_size: u64,
         compressed_size: u64,
     ) {
-        let Repr::Sampled(inner) = &self.repr else { return };
-        let time = inner.now();
-        let Some(mut record) = self.recording() else { return };
-        if record.message_events >= MAX_MESSAGE_EVENTS {
-            record.dropped_message_events = record.dropped_message_events.saturating_add(1);
-            return;
+        if let Repr::Sampled(inner) = &self.repr {
+            inner.add_time_event(TimeEventKind::MessageEvent {
+                kind,
+                id,
+                uncompressed_size,
+                compressed_size,
+            });
         }
-        record.message_events += 1;
-        record.time_events.push(TimeEvent {
-            time,
-            kind: TimeEventKind::MessageEvent { kind, id, uncompressed_size, compressed_size },
-        });
     }
 
     /// Links this span to another one. Beyond [`MAX_LINKS`](super::limits::MAX_LINKS) they are dropped and
     /// counted; the link's attributes are limited as the span's are.
     pub fn add_link(&self, mut link: Link) {
-        let Some(mut record) = self.recording() else { return };
-        if record.links.len() >= MAX_LINKS {
-            record.dropped_links = record.dropped_links.saturating_add(1);
-            return;
-        }
+        let Repr::Sampled(inner) = &self.repr else { return };
         if link.attributes.entries.len() > MAX_ATTRIBUTES {
             let over = link.attributes.entries.len() - MAX_ATTRIBUTES;
             link.attributes.entries.truncate(MAX_ATTRIBUTES);
             link.attributes.dropped = link.attributes.dropped.saturating_add(saturating_u32(over));
         }
-        record.links.push(link);
+        let Some(mut record) = inner.recording() else { return };
+        if record.links.len() >= MAX_LINKS {
+            record.dropped_links = record.dropped_links.saturating_add(1);
+        } else {
+            record.links.push(link);
+        }
     }
 
     /// Sets the outcome. The last call wins; a span whose status is never set ends `Ok`.
+    #[inline]
     pub fn set_status(&self, code: StatusCode, message: impl Into<Cow<'static, str>>) {
-        if let Some(mut record) = self.recording() {
-            record.status = Status { code, message: message.into() };
+        if let Repr::Sampled(inner) = &self.repr {
+            let status = Status { code, message: message.into() };
+            if let Some(mut record) = inner.recording() {
+                record.status = status;
+            }
         }
     }
 
     /// Renames the span, e.g. once the router knows which route matched.
+    #[inline]
     pub fn update_name(&self, name: impl Into<Cow<'static, str>>) {
-        if let Some(mut record) = self.recording() {
-            record.name = name.into();
+        if let Repr::Sampled(inner) = &self.repr {
+            let name = name.into();
+            if let Some(mut record) = inner.recording() {
+                record.name = name;
+            }
         }
     }
 
     /// Ends the span now and hands it to the span pipeline. Ending twice, or ending an unsampled span, does
     /// nothing.
+    #[inline]
     pub fn end(&self) {
-        if let Repr::Sampled(inner) = &self.repr
-            && inner.finish()
-        {
-            pipeline::submit(Arc::clone(inner));
+        if let Repr::Sampled(inner) = &self.repr {
+            end_sampled(inner);
         }
     }
 
@@ -211,6 +235,7 @@ impl Span {
     /// meanwhile with [`Parent::Current`] become its children. The guard must be dropped on the thread that
     /// made it (it is not `Send`); for async code use [`FutureExt`](super::FutureExt) instead, since a guard
     /// held across an `.await` would leak the span into whatever the thread polls next.
+    #[inline]
     pub fn enter(&self) -> context::Entered {
         context::Entered::new(self.clone())
     }
@@ -220,20 +245,10 @@ impl Span {
         let _entered = self.enter();
         f()
     }
-
-    /// The recording, locked, when there is one to record into.
-    #[inline]
-    fn recording(&self) -> Option<MutexGuard<'_, Record>> {
-        match &self.repr {
-            Repr::Sampled(inner) if !inner.is_ended() => {
-                Some(inner.record.lock().unwrap_or_else(PoisonError::into_inner))
-            }
-            _ => None,
-        }
-    }
 }
 
 impl Clone for Span {
+    #[inline]
     fn clone(&self) -> Self {
         Span { repr: self.repr.clone() }
     }
@@ -246,15 +261,15 @@ impl Default for Span {
 }
 
 impl Drop for Span {
+    #[inline]
     fn drop(&mut self) {
         // The last handle ends the span, so a span is never lost because nobody called `end`. With the
         // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
         // last handles dropped at once on two threads may both see 2: `SpanInner`'s own drop catches that.)
         if let Repr::Sampled(inner) = &self.repr
             && Arc::strong_count(inner) == 1
-            && inner.finish()
         {
-            pipeline::submit(Arc::clone(inner));
+            end_sampled(inner);
         }
     }
 }
@@ -270,32 +285,83 @@ impl fmt::Debug for Span {
     }
 }
 
+/// Ends a sampled span and queues it. Out of line, so that the unsampled path inlines to a branch.
+#[inline(never)]
+fn end_sampled(inner: &Arc<SpanInner>) {
+    if inner.finish() {
+        pipeline::submit(Arc::clone(inner));
+    }
+}
+
 fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-fn insert_attribute(attributes: &mut Attributes, key: Cow<'static, str>, value: AttributeValue) {
+/// Sets `key` in `entries`: replaces a value in place, appends below the limit, counts a drop above it.
+fn insert_attribute<const N: usize>(
+    entries: &mut SmallVec<[Attribute; N]>,
+    dropped: &mut u32,
+    key: Cow<'static, str>,
+    value: AttributeValue,
+) {
     let value = match value {
         AttributeValue::String(s) => AttributeValue::String(limits::truncate(s)),
         other => other,
     };
-    if let Some(entry) = attributes.entries.iter_mut().find(|(k, _)| *k == key) {
+    if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == key) {
         entry.1 = value;
-    } else if attributes.entries.len() < MAX_ATTRIBUTES {
-        attributes.entries.push((key, value));
+    } else if entries.len() < MAX_ATTRIBUTES {
+        entries.push((key, value));
     } else {
-        attributes.dropped = attributes.dropped.saturating_add(1);
+        *dropped = dropped.saturating_add(1);
     }
 }
 
 impl SpanInner {
+    #[inline]
     fn is_ended(&self) -> bool {
         self.end.load(Ordering::Acquire) != 0
     }
 
-    /// Wall-clock now, measured on the monotonic clock from the start.
-    fn now(&self) -> SystemTime {
-        self.start_time + self.start.elapsed()
+    /// The recording, locked, unless the span has ended.
+    #[inline]
+    fn recording(&self) -> Option<SpinGuard<'_, Record>> {
+        if self.is_ended() { None } else { Some(self.record.lock()) }
+    }
+
+    #[inline(never)]
+    fn set_attribute(&self, key: Cow<'static, str>, value: AttributeValue) {
+        if let Some(mut record) = self.recording() {
+            let record = &mut *record;
+            insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
+        }
+    }
+
+    #[inline(never)]
+    fn add_annotation(&self, description: Cow<'static, str>, attributes: Attributes) {
+        let description = limits::truncate(description);
+        self.add_time_event(TimeEventKind::Annotation { description, attributes });
+    }
+
+    #[inline(never)]
+    fn add_time_event(&self, event: TimeEventKind) {
+        let at = Instant::now();
+        let Some(mut record) = self.recording() else { return };
+        let record = &mut *record;
+        let (count, limit, dropped) = match event {
+            TimeEventKind::Annotation { .. } => {
+                (&mut record.annotations, MAX_ANNOTATIONS, &mut record.dropped_annotations)
+            }
+            TimeEventKind::MessageEvent { .. } => {
+                (&mut record.message_events, MAX_MESSAGE_EVENTS, &mut record.dropped_message_events)
+            }
+        };
+        if *count >= limit {
+            *dropped = dropped.saturating_add(1);
+            return;
+        }
+        *count += 1;
+        record.time_events.push((at, event));
     }
 
     /// Stamps the end time; true for the one caller that ended the span.
@@ -307,19 +373,26 @@ impl SpanInner {
         self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok()
     }
 
-    /// The finished span for exporters. Takes the recording out, so it runs once, off the request path.
-    pub(crate) fn take_span_data(&self) -> SpanData {
-        let record = std::mem::take(&mut *self.record.lock().unwrap_or_else(PoisonError::into_inner));
+    /// The finished span for exporters, its instants turned into wall-clock times by `clock`. Takes the
+    /// recording out, so it runs once, off the request path.
+    pub(crate) fn take_span_data(&self, clock: &WallClock) -> SpanData {
+        let record = std::mem::take(&mut *self.record.lock());
         let duration = Duration::from_nanos(self.end.load(Ordering::Acquire).saturating_sub(1));
+        let start_time = clock.at(self.start);
+        let time_events =
+            record.time_events.into_iter().map(|(at, kind)| TimeEvent { time: clock.at(at), kind }).collect();
         SpanData {
             context: self.context.clone(),
             parent_span_id: self.parent_span_id,
             name: record.name,
             kind: self.kind,
-            start_time: self.start_time,
-            end_time: self.start_time + duration,
-            attributes: record.attributes,
-            time_events: record.time_events,
+            start_time,
+            end_time: start_time.checked_add(duration).unwrap_or(start_time),
+            attributes: Attributes {
+                entries: record.attributes.into_vec(),
+                dropped: record.dropped_attributes,
+            },
+            time_events,
             dropped_annotations: record.dropped_annotations,
             dropped_message_events: record.dropped_message_events,
             links: record.links,
@@ -339,18 +412,41 @@ impl Drop for SpanInner {
             return;
         }
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
-        let record = std::mem::take(self.record.get_mut().unwrap_or_else(PoisonError::into_inner));
+        let record = std::mem::take(self.record.get_mut());
         pipeline::submit(Arc::new(SpanInner {
             context: std::mem::take(&mut self.context),
             parent_span_id: self.parent_span_id,
             kind: self.kind,
             same_process_as_parent_span: self.same_process_as_parent_span,
-            start_time: self.start_time,
             start: self.start,
             end: AtomicU64::new(nanos),
             child_span_count: AtomicU32::new(*self.child_span_count.get_mut()),
-            record: Mutex::new(record),
+            record: SpinLock::new(record),
         }));
+    }
+}
+
+/// Turns monotonic instants into wall-clock times, against one reading of both clocks.
+pub(crate) struct WallClock {
+    wall: SystemTime,
+    monotonic: Instant,
+}
+
+impl WallClock {
+    /// Reads both clocks now.
+    pub(crate) fn now() -> WallClock {
+        WallClock { wall: SystemTime::now(), monotonic: Instant::now() }
+    }
+
+    /// The wall-clock time of `at`.
+    pub(crate) fn at(&self, at: Instant) -> SystemTime {
+        let moved = if at <= self.monotonic {
+            self.wall.checked_sub(self.monotonic - at)
+        } else {
+            self.wall.checked_add(at - self.monotonic)
+        };
+        // Out of SystemTime's range only for absurd clocks: keep the reading rather than panic.
+        moved.unwrap_or(self.wall)
     }
 }
 
@@ -418,13 +514,16 @@ impl SpanBuilder {
 
     /// Starts the span: picks ids, takes the sampling decision, and for a sampled span reads the clock and
     /// allocates its recording. It does not become current: enter it or instrument a future with it.
-    #[inline]
+    // Always inlined: the parent is usually a constant at the call site, so only one arm remains, and the
+    // unsampled path then compiles to a few instructions with no call.
+    #[inline(always)]
     pub fn start(self) -> Span {
         let SpanBuilder { name, kind, parent, sampler } = self;
         let start = Start { name, kind, sampler };
         match parent {
-            Parent::Current => context::with_current(|current| start.child_of(current)),
-            Parent::Local(parent) => start.child_of(&parent),
+            // The slot is borrowed only to copy the parent's context out; the child is built after.
+            Parent::Current => start.child_of(context::with_current(LocalParent::of)),
+            Parent::Local(parent) => start.child_of(LocalParent::of(&parent)),
             Parent::Remote(remote) => start.child_of_remote(remote),
             Parent::Root => start.root(),
         }
@@ -437,6 +536,24 @@ pub fn start_span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
     SpanBuilder::new(name).kind(kind).start()
 }
 
+/// What a child takes from a parent span of this process: its context, `None` for no (valid) parent.
+struct LocalParent(Option<SpanContext>);
+
+impl LocalParent {
+    /// Copies the context out of `parent` and counts the child being started on it.
+    #[inline(always)]
+    fn of(parent: &Span) -> LocalParent {
+        match &parent.repr {
+            Repr::Unsampled(context) if context.is_valid() => LocalParent(Some(context.clone())),
+            Repr::Unsampled(_) => LocalParent(None),
+            Repr::Sampled(inner) => {
+                inner.child_span_count.fetch_add(1, Ordering::Relaxed);
+                LocalParent(Some(inner.context.clone()))
+            }
+        }
+    }
+}
+
 struct Start {
     name: Cow<'static, str>,
     kind: SpanKind,
@@ -444,7 +561,7 @@ struct Start {
 }
 
 impl Start {
-    #[inline]
+    #[inline(always)]
     fn decide(&self, trace_id: &TraceId, parent_sampled: Option<bool>) -> bool {
         match &self.sampler {
             Some(sampler) => sampler.should_sample(trace_id, parent_sampled),
@@ -452,12 +569,11 @@ impl Start {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn root(self) -> Span {
-        let trace_id = TraceId::random();
+        let (trace_id, span_id) = super::id::new_root_ids();
         let sampled = self.decide(&trace_id, None);
-        let context =
-            SpanContext { trace_id, span_id: SpanId::random(), sampled, tracestate: TraceState::EMPTY };
+        let context = SpanContext { trace_id, span_id, sampled, tracestate: TraceState::EMPTY };
         self.into_span(context, None, None)
     }
 
@@ -475,49 +591,50 @@ impl Start {
         self.into_span(context, Some(parent.span_id), Some(false))
     }
 
-    #[inline]
-    fn child_of(self, parent: &Span) -> Span {
-        let parent_context = parent.context();
-        if !parent_context.is_valid() {
-            return self.root();
-        }
+    #[inline(always)]
+    fn child_of(self, parent: LocalParent) -> Span {
+        let LocalParent(Some(parent)) = parent else { return self.root() };
         let sampled = match &self.sampler {
-            Some(sampler) => sampler.should_sample(&parent_context.trace_id, Some(parent_context.sampled)),
-            None => parent_context.sampled,
+            Some(sampler) => sampler.should_sample(&parent.trace_id, Some(parent.sampled)),
+            None => parent.sampled,
         };
-        if let Repr::Sampled(parent) = &parent.repr {
-            parent.child_span_count.fetch_add(1, Ordering::Relaxed);
-        }
-        let context = SpanContext {
-            trace_id: parent_context.trace_id,
-            span_id: SpanId::random(),
-            sampled,
-            tracestate: parent_context.tracestate.clone(),
-        };
-        self.into_span(context, Some(parent_context.span_id), Some(true))
+        let parent_span_id = parent.span_id;
+        let context = SpanContext { span_id: SpanId::random(), sampled, ..parent };
+        self.into_span(context, Some(parent_span_id), Some(true))
     }
 
-    #[inline]
+    #[inline(always)]
     fn into_span(
         self,
         context: SpanContext,
         parent_span_id: Option<SpanId>,
         same_process_as_parent_span: Option<bool>,
     ) -> Span {
-        if !context.sampled {
-            return Span { repr: Repr::Unsampled(context) };
+        if context.sampled {
+            self.into_sampled(context, parent_span_id, same_process_as_parent_span)
+        } else {
+            Span { repr: Repr::Unsampled(context) }
         }
+    }
+
+    /// Out of line: allocating and reading the clock dwarf a call, and the unsampled path stays small.
+    #[inline(never)]
+    fn into_sampled(
+        self,
+        context: SpanContext,
+        parent_span_id: Option<SpanId>,
+        same_process_as_parent_span: Option<bool>,
+    ) -> Span {
         Span {
             repr: Repr::Sampled(Arc::new(SpanInner {
                 context,
                 parent_span_id,
                 kind: self.kind,
                 same_process_as_parent_span,
-                start_time: SystemTime::now(),
                 start: Instant::now(),
                 end: AtomicU64::new(0),
                 child_span_count: AtomicU32::new(0),
-                record: Mutex::new(Record { name: self.name, ..Record::default() }),
+                record: SpinLock::new(Record { name: self.name, ..Record::default() }),
             })),
         }
     }
@@ -534,7 +651,7 @@ impl Span {
     /// What the exporters would receive for this span; takes the recording, so call it once, last.
     pub(crate) fn take_data_for_test(&self) -> Option<SpanData> {
         match &self.repr {
-            Repr::Sampled(inner) => Some(inner.take_span_data()),
+            Repr::Sampled(inner) => Some(inner.take_span_data(&WallClock::now())),
             Repr::Unsampled(_) => None,
         }
     }

@@ -1,0 +1,164 @@
+//! The tracing hot path: what every annotated call pays for its span.
+//!
+//! - `unsampled_root`: start and end a root span the sampler declines (the common case at `sample_rate` <
+//!   100). Target: 5 ns, and no allocation (`runtime/tests/no_alloc.rs` proves that part).
+//! - `unsampled_child_of_current`: the same with the parent looked up in the current-span slot.
+//! - `sampled_two_attributes`: start a sampled root, set two attributes, end it and push it onto the span
+//!   queue, while the pipeline's batcher drains the queue on its own thread. Target: 60 ns.
+//! - `current_span_lookup_*`: `current_span().is_sampled()` inside an entered span: finding the current
+//!   span, as a handler does before recording into it. Target: 2 ns.
+//! - `current_span_clone_*`: `Span::current()`, an owned handle to the current span.
+//!
+//! Each runs twice: `trace/...` timed by the wall clock, as usual, and `trace_cpu/...` timed by the
+//! thread's CPU clock. On a shared machine the wall clock also counts the time other processes hold the
+//! core; the CPU clock counts only this thread's own work, so it is the figure to compare with the targets
+//! when the load average is above the core count.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, criterion_group, criterion_main};
+use oclayer::config::{Config, ZPagesConfig};
+use oclayer::export::{Exporter, SpanBatch};
+use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
+
+/// Time spent running on a CPU by the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+struct ThreadCpuTime {
+    /// Formats nanoseconds as the wall clock does.
+    nanos: WallTime,
+}
+
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_nanos()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_nanos() - start
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.nanos.formatter()
+    }
+}
+
+/// Takes batches and drops them: only the request path's cost is timed.
+struct Discard;
+
+impl Exporter for Discard {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+
+    fn export_spans(&self, spans: &SpanBatch) {
+        black_box(spans.len());
+    }
+}
+
+fn pipeline() -> oclayer::Telemetry {
+    // The config needs an exporter to validate; the bench wants only the one added in code.
+    let mut config =
+        Config::builder().sample_rate(100).zpages(ZPagesConfig::new(9)).build().expect("valid config");
+    config.zpages = None;
+    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("pipeline starts")
+}
+
+fn unsampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
+    trace::set_sampler(Sampler::AlwaysOff);
+    c.bench_function(&format!("{group}/unsampled_root"), |b| {
+        b.iter(|| {
+            let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
+            span.end();
+            black_box(span)
+        })
+    });
+
+    let parent = SpanBuilder::new("/users/{id}").parent(Parent::Root).start();
+    let _entered = parent.enter();
+    c.bench_function(&format!("{group}/unsampled_child_of_current"), |b| {
+        b.iter(|| {
+            let span = trace::start_span("backend-/users", SpanKind::Client);
+            span.end();
+            black_box(span)
+        })
+    });
+}
+
+fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
+    let telemetry = pipeline();
+    trace::set_sampler(Sampler::AlwaysOn);
+    let dropped_before = trace::dropped_spans();
+    c.bench_function(&format!("{group}/sampled_two_attributes"), |b| {
+        b.iter(|| {
+            let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
+            span.set_attribute("http.method", "GET");
+            span.set_attribute("http.status_code", 200);
+            span.end();
+            black_box(span)
+        })
+    });
+    // A full queue drops the oldest span (one more atomic add on the request path): say how often.
+    eprintln!("{group}: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
+    trace::set_sampler(Sampler::AlwaysOff);
+    drop(telemetry);
+}
+
+fn lookup<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
+    for sampler in [Sampler::AlwaysOff, Sampler::AlwaysOn] {
+        let which = if sampler == Sampler::AlwaysOn { "sampled" } else { "unsampled" };
+        let span = SpanBuilder::new("lookup").parent(Parent::Root).sampler(sampler).start();
+        let _entered = span.enter();
+        // What a handler does before computing an attribute: is there a sampled span to record into?
+        c.bench_function(&format!("{group}/current_span_lookup_{which}"), |b| {
+            b.iter(|| black_box(oclayer::current_span()).is_sampled())
+        });
+        // An owned handle to the current span, to keep or move into a task.
+        c.bench_function(&format!("{group}/current_span_clone_{which}"), |b| {
+            b.iter(|| black_box(trace::Span::current()))
+        });
+    }
+}
+
+fn wall_clock(c: &mut Criterion) {
+    unsampled(c, "trace");
+    sampled(c, "trace");
+    lookup(c, "trace");
+}
+
+fn cpu_clock(c: &mut Criterion<ThreadCpuTime>) {
+    unsampled(c, "trace_cpu");
+    sampled(c, "trace_cpu");
+    lookup(c, "trace_cpu");
+}
+
+criterion_group!(wall, wall_clock);
+criterion_group! {
+    name = cpu;
+    config = Criterion::default().with_measurement(ThreadCpuTime { nanos: WallTime });
+    targets = cpu_clock
+}
+criterion_main!(wall, cpu);
