@@ -233,16 +233,19 @@ fn attach(view: &ViewCollector, values: &[Option<&str>]) -> LocalCell {
 #[inline]
 fn hash_values(seed: u64, values: &[Option<&str>]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut h = seed;
+    // Values are combined with cheap, invertible steps (xor, rotate, add); two folded multiplies at the end
+    // spread every input bit over the result, which is all a hash table needs.
+    let (mut x, mut y) = (seed, seed ^ K);
     for value in values {
         let (a, b) = match value {
-            None => (K, 0),
+            None => (K, K),
             Some(s) => words(s.as_bytes()),
         };
         let len = value.map_or(u64::MAX, |s| s.len() as u64);
-        h = fold_mul(h ^ a ^ len, b ^ K);
+        x = (x ^ a).rotate_left(29).wrapping_add(len);
+        y = (y ^ b).rotate_left(37).wrapping_add(x);
     }
-    fold_mul(h, seed ^ K)
+    fold_mul(fold_mul(x, y ^ K), seed)
 }
 
 #[inline]
