@@ -118,21 +118,11 @@ impl TelemetryBuilder {
         } = self;
         // Views first: a conflicting view is a config-time error, before any thread or server starts.
         layer::register_layer_views(config.enabled_layers)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("oclayer-export")
-            .build()
-            .map_err(|e| pipeline_error(format!("cannot create the export runtime: {e}")))?;
+        let runtime = BackgroundRuntime::new()?;
         let handle = runtime.handle().clone();
 
-        match export::from_config(&config, &handle) {
-            Ok(from_config) => exporters.extend(from_config),
-            Err(e) => {
-                // Not a plain drop: the caller may be inside an async runtime, where dropping one panics.
-                runtime.shutdown_background();
-                return Err(e);
-            }
-        }
+        // On error, `runtime` is dropped, which stops whatever the exporters started on it.
+        exporters.extend(export::from_config(&config, &handle)?);
         let exporters: Arc<[Arc<dyn Exporter>]> = exporters.into();
 
         let sink = Arc::new(SpanSink::new(span_queue_capacity, span_batch_size));
@@ -147,15 +137,22 @@ impl TelemetryBuilder {
             tasks.spawn("stats reporting", move |stop| stats::reporting_loop(period, stats_exporters, stop));
         }
 
+        // Taken now, on this thread: spans may be dropped before the background thread gets going.
+        let dropped_before = trace::dropped_spans();
         let batcher_sink = Arc::clone(&sink);
         let batcher_exporters = Arc::clone(&exporters);
         let (stopped_tx, stopped) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("oclayer-export".into())
             .spawn(move || {
+                let runtime = runtime.into_inner();
                 let exit_grace = runtime.block_on(async move {
-                    let batcher =
-                        Batcher::new(batcher_sink, Arc::clone(&batcher_exporters), span_batch_timeout);
+                    let batcher = Batcher::new(
+                        batcher_sink,
+                        Arc::clone(&batcher_exporters),
+                        span_batch_timeout,
+                        dropped_before,
+                    );
                     background(batcher, batcher_exporters, tasks, command_rx).await
                 });
                 // Tasks still running (an exporter's connection, a server) are cancelled; blocking work
@@ -171,26 +168,54 @@ impl TelemetryBuilder {
         log_enabled_layers(config.enabled_layers);
 
         Ok(Telemetry {
-            running: Some(Running {
-                commands,
-                thread: Some(thread),
-                stopped: Some(stopped),
-                runtime: handle,
-                exporters,
-            }),
+            running: Some(Running { commands, thread: Some(thread), stopped: Some(stopped), exporters }),
         })
     }
 }
 
 fn log_enabled_layers(layers: EnabledLayers) {
-    let names: Vec<&str> = [(layers.router, "router"), (layers.pipe, "pipe"), (layers.backend, "backend")]
-        .into_iter()
-        .filter_map(|(on, name)| on.then_some(name))
-        .collect();
-    if names.is_empty() {
+    if layers == EnabledLayers::NONE {
         tracing::warn!("telemetry started with every layer disabled: nothing will be recorded");
     } else {
-        tracing::info!(layers = %names.join(", "), "telemetry started");
+        tracing::info!(layers = %layers.describe(), "telemetry started");
+    }
+}
+
+/// The pipeline's runtime until its thread takes it over. Dropped before that (an exporter failed to
+/// start, the thread could not be created), it shuts down in the background: a plain drop would panic when
+/// `init` is called from inside an async runtime.
+struct BackgroundRuntime(Option<tokio::runtime::Runtime>);
+
+impl BackgroundRuntime {
+    fn new() -> Result<BackgroundRuntime, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("oclayer-export")
+            .build()
+            .map_err(|e| pipeline_error(format!("cannot create the export runtime: {e}")))?;
+        Ok(BackgroundRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.0 {
+            Some(runtime) => runtime.handle(),
+            None => unreachable!("the runtime is only taken by `into_inner`, which consumes the wrapper"),
+        }
+    }
+
+    fn into_inner(mut self) -> tokio::runtime::Runtime {
+        match self.0.take() {
+            Some(runtime) => runtime,
+            None => unreachable!("the runtime is only taken here, once"),
+        }
+    }
+}
+
+impl Drop for BackgroundRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -211,7 +236,6 @@ struct Running {
     thread: Option<JoinHandle<()>>,
     /// Fires when the background thread has stopped its runtime and is about to exit.
     stopped: Option<oneshot::Receiver<()>>,
-    runtime: tokio::runtime::Handle,
     exporters: Arc<[Arc<dyn Exporter>]>,
 }
 
@@ -295,12 +319,6 @@ impl Telemetry {
     pub fn exporters(&self) -> &[Arc<dyn Exporter>] {
         self.running.as_ref().map_or(&[], |running| &running.exporters)
     }
-
-    /// The background runtime, for exporters and background tasks that need to spawn onto it.
-    #[allow(dead_code)] // For the exporters and the stats loop, which plug in here.
-    pub(crate) fn runtime(&self) -> Option<&tokio::runtime::Handle> {
-        self.running.as_ref().map(|running| &running.runtime)
-    }
 }
 
 impl Drop for Telemetry {
@@ -327,7 +345,7 @@ impl std::fmt::Debug for Telemetry {
 
 /// Switches every layer off and unhooks the span queue.
 fn detach_hooks() {
-    layer::set_enabled(EnabledLayers { router: false, pipe: false, backend: false });
+    layer::set_enabled(EnabledLayers::NONE);
     pipeline::uninstall();
 }
 

@@ -12,6 +12,7 @@ use oclayer_runtime::config::{Config, EnabledLayers, PrometheusConfig, ZPagesCon
 use oclayer_runtime::export::memory::InMemoryExporter;
 use oclayer_runtime::export::{ExportFuture, Exporter, SpanBatch};
 use oclayer_runtime::layer::Layer;
+use oclayer_runtime::stats::AggregationData;
 use oclayer_runtime::trace::{
     self, FutureExt, Parent, Sampler, SpanBuilder, SpanData, SpanKind, StatusCode, propagation,
 };
@@ -144,14 +145,30 @@ fn a_full_queue_drops_the_oldest_and_counts_exactly() {
         .init()
         .expect("the pipeline starts");
     let before = trace::dropped_spans();
+    let in_view_before = dropped_by_pipeline_in_view();
     for i in 0..20 {
         trace::start_span(format!("span-{i}"), SpanKind::Unspecified).end();
     }
     assert_eq!(trace::dropped_spans() - before, 12);
+    assert_eq!(oclayer_runtime::stats::dropped_spans(), trace::dropped_spans(), "one count, two names");
     block_on(telemetry.flush()).expect("flush");
     let expected: Vec<String> = (12..20).map(|i| format!("span-{i}")).collect();
     assert_eq!(names(&exported.spans()), expected, "the newest stay");
     block_on(telemetry.shutdown()).expect("shutdown");
+    assert_eq!(dropped_by_pipeline_in_view() - in_view_before, 12, "the health view counts them too");
+}
+
+/// The `exporter = "pipeline"` row of the `oclayer.io/export/dropped_spans` view (0 before any).
+fn dropped_by_pipeline_in_view() -> i64 {
+    let Some(view) = oclayer_runtime::stats::view_data("oclayer.io/export/dropped_spans") else { return 0 };
+    view.rows
+        .iter()
+        .filter(|row| row.tags.first().and_then(Option::as_deref) == Some("pipeline"))
+        .map(|row| match row.data {
+            AggregationData::SumInt64(sum) => sum,
+            ref other => panic!("a sum, not {other:?}"),
+        })
+        .sum()
 }
 
 #[test]

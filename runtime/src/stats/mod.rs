@@ -52,6 +52,8 @@ pub(crate) use report::reporting_loop;
 pub use report::{snapshot, view_data};
 pub use tag::{MAX_TAG_LEN, TagKey, TagMap, TagValue, WithTags, current_tags, with_tags, with_tags_sync};
 pub use view::View;
+/// Spans dropped by the full span queue; kept by the tracing core, named here with the other health counts.
+pub use crate::trace::dropped_spans;
 pub use view_data::{
     Aggregation, AggregationData, DistributionData, MeasureDescriptor, MeasureKind, Row, ViewData,
     ViewDescriptor,

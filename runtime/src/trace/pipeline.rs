@@ -20,6 +20,10 @@ use tokio::sync::Notify;
 use super::SpanData;
 use super::span::{SpanInner, WallClock};
 use crate::export::{Exporter, SpanBatch};
+use crate::stats::health;
+
+/// The exporter tag of drops made by the span queue (not by one exporter) in the health views.
+const PIPELINE: &str = "pipeline";
 
 /// Spans the queue holds by default before dropping the oldest.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024;
@@ -37,7 +41,8 @@ static SINK: ArcSwapOption<SpanSink> = ArcSwapOption::const_empty();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// How many finished spans were dropped because the span queue was full (the exporters could not keep
-/// up), since the process started. Also exported as the `oclayer.io/export/dropped_spans` view.
+/// up), since the process started. Also exported as the `oclayer.io/export/dropped_spans` view, tagged
+/// `exporter = "pipeline"`.
 pub fn dropped_spans() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
@@ -128,21 +133,32 @@ pub(crate) struct Batcher {
     /// `dropped_spans()` when drops were last logged (or when the pipeline started).
     drops_logged: u64,
     last_drop_log: Option<Instant>,
+    /// `dropped_spans()` when drops were last added to the `oclayer.io/export/dropped_spans` view.
+    drops_recorded: u64,
 }
 
 impl Batcher {
-    /// Must be called inside the background runtime (the ticker needs its timer).
+    /// Must be called inside the background runtime (the ticker needs its timer). `dropped_before` is
+    /// [`dropped_spans`] before `sink` was installed: drops from then on are this pipeline's to report.
     pub(crate) fn new(
         sink: Arc<SpanSink>,
         exporters: Arc<[Arc<dyn Exporter>]>,
         batch_timeout: Duration,
+        dropped_before: u64,
     ) -> Batcher {
         let mut ticker = tokio::time::interval_at(
             tokio::time::Instant::now() + batch_timeout,
             batch_timeout.max(Duration::from_millis(1)),
         );
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Batcher { sink, exporters, ticker, drops_logged: dropped_spans(), last_drop_log: None }
+        Batcher {
+            sink,
+            exporters,
+            ticker,
+            drops_logged: dropped_before,
+            last_drop_log: None,
+            drops_recorded: dropped_before,
+        }
     }
 
     /// Resolves when there is something to send. Cancel-safe: a lost wake-up is caught by the next tick.
@@ -173,6 +189,7 @@ impl Batcher {
     /// Sends everything queued now, in batches. Spans queued while this runs wait for the next round, so
     /// a busy producer cannot keep it going forever.
     pub(crate) fn send_all(&mut self) {
+        self.record_drops();
         self.sink.wake_pending.store(false, Ordering::Release);
         let mut left = self.sink.queue.len();
         while left > 0 {
@@ -199,6 +216,17 @@ impl Batcher {
                     "span exporter panicked; it lost this batch"
                 );
             }
+        }
+    }
+
+    /// Adds the drops since last time to the health view: here rather than where they happen, so a full
+    /// queue costs the request path one atomic add, not a stats record. Runs before every full drain, so
+    /// the last stats report at shutdown includes them.
+    fn record_drops(&mut self) {
+        let total = dropped_spans();
+        if total > self.drops_recorded {
+            health::record_dropped_spans(PIPELINE, total - self.drops_recorded);
+            self.drops_recorded = total;
         }
     }
 
