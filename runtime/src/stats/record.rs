@@ -109,7 +109,8 @@ impl LocalCell {
 /// Most views have a handful of keys; more spill to the heap on every record of that view.
 type Values<'a> = SmallVec<[Option<&'a str>; 8]>;
 
-/// (key list, view within it, value): one per view a record feeds. Up to 16 without allocating.
+/// (key list, view within it, value): one per view a record feeds. Up to 16 live inline; a record feeding
+/// more views than that (many views of the same measures) allocates this list on every call.
 type Work = SmallVec<[(u32, u32, Value); 16]>;
 
 impl LocalState {
