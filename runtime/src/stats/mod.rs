@@ -43,6 +43,8 @@ mod tag;
 mod view;
 mod view_data;
 
+/// Spans dropped by the full span queue; kept by the tracing core, named here with the other health counts.
+pub use crate::trace::dropped_spans;
 #[doc(hidden)]
 pub use measure::Value;
 pub use measure::{Float64Measure, Int64Measure, Measure, MeasureValue, Measurement};
@@ -52,8 +54,6 @@ pub(crate) use report::reporting_loop;
 pub use report::{snapshot, view_data};
 pub use tag::{MAX_TAG_LEN, TagKey, TagMap, TagValue, WithTags, current_tags, with_tags, with_tags_sync};
 pub use view::View;
-/// Spans dropped by the full span queue; kept by the tracing core, named here with the other health counts.
-pub use crate::trace::dropped_spans;
 pub use view_data::{
     Aggregation, AggregationData, DistributionData, MeasureDescriptor, MeasureKind, Row, ViewData,
     ViewDescriptor,
