@@ -227,20 +227,37 @@ fn serve_exits_cleanly_on_sigterm() {
     assert!(printed.trim_end().ends_with("telemetry flushed and shut down"), "{printed}");
 }
 
-/// The example's binary beside this test's (`target/<profile>/examples/gateway`). `cargo test` builds
-/// examples before it runs tests; when only this test was built (`cargo test --test gateway`), it is
-/// built here.
+/// The example's binary beside this test's (`target/<profile>/examples/gateway`), built if needed.
+///
+/// `cargo test` builds examples before it runs tests, so the binary is normally there and current. When
+/// only this test was built (`cargo test --test gateway`), the binary may be missing, or older than the
+/// demo's sources after an edit: it is built then. Changes elsewhere (the runtime) are not watched, since
+/// building the example alone resolves features differently from a workspace build and recompiles the
+/// crates it shares with the tests.
 #[cfg(unix)]
 fn example_binary() -> std::path::PathBuf {
+    use std::path::Path;
+    use std::time::SystemTime;
+
     let test = std::env::current_exe().expect("the test's own path");
     // target/<profile>/deps/gateway-<hash> -> target/<profile>
     let profile_dir =
         test.parent().and_then(|deps| deps.parent()).expect("the test runs from target/<profile>/deps");
     let binary = profile_dir.join("examples").join(format!("gateway{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join("gateway");
+    let newest_source = std::fs::read_dir(&sources)
+        .expect("examples/gateway/ is readable")
+        .filter_map(|entry| modified(&entry.ok()?.path()))
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    if modified(&binary).is_none_or(|built| built < newest_source) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         build.current_dir(env!("CARGO_MANIFEST_DIR")).args(["build", "--example", "gateway"]);
+        if let Some(target_dir) = profile_dir.parent() {
+            build.arg("--target-dir").arg(target_dir);
+        }
         if profile_dir.file_name().is_some_and(|name| name == "release") {
             build.arg("--release");
         }

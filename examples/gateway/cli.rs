@@ -217,7 +217,7 @@ fn check_host_port(text: &str) -> Result<String, UsageError> {
     } else {
         match text.rsplit_once(':') {
             None => Some("a port is required"),
-            Some((host, _)) if host.is_empty() => Some("a host is required"),
+            Some(("", _)) => Some("a host is required"),
             Some((host, _)) if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) => {
                 Some("write an IPv6 address in brackets, such as [::1]:55678")
             }

@@ -55,11 +55,11 @@ impl LoadReport {
 pub fn path_of(n: u64) -> String {
     let mut rng = fastrand::Rng::with_seed(n);
     let id = match rng.u32(0..100) {
-        0 => return format!("/users/u{n}{}", if n % 2 == 0 { "" } else { "/orders" }),
+        0 => return format!("/users/u{n}{}", if n.is_multiple_of(2) { "" } else { "/orders" }),
         1..=3 => KNOWN_USERS.end() + 1 + rng.u64(0..100),
         _ => rng.u64(1..=200),
     };
-    if n % 2 == 0 { format!("/users/{id}") } else { format!("/users/{id}/orders") }
+    if n.is_multiple_of(2) { format!("/users/{id}") } else { format!("/users/{id}/orders") }
 }
 
 /// Sends `requests` requests to the gateway at `target`, `concurrency` at a time. The progress bar shows

@@ -57,25 +57,24 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
 /// `GET /users/{id}`.
 #[oclayer::trace_layer(router, route = "/users/{id}", fields(user.id = id.as_str()))]
 async fn get_user(State(gateway): State<Gateway>, Path(id): Path<String>, req: Request) -> Response {
-    match parse_id(&id) {
+    match id.parse() {
         Ok(id) => answer(user_pipe(&gateway, id).await),
-        Err(response) => response,
+        Err(_) => bad_id(&id),
     }
 }
 
 /// `GET /users/{id}/orders`.
 #[oclayer::trace_layer(router, route = "/users/{id}/orders", fields(user.id = id.as_str()))]
 async fn get_user_orders(State(gateway): State<Gateway>, Path(id): Path<String>, req: Request) -> Response {
-    match parse_id(&id) {
+    match id.parse() {
         Ok(id) => answer(user_orders_pipe(&gateway, id).await),
-        Err(response) => response,
+        Err(_) => bad_id(&id),
     }
 }
 
-fn parse_id(id: &str) -> Result<u64, Response> {
-    id.parse().map_err(|_| {
-        json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("user id {id:?} is not a number")}))
-    })
+/// The client's mistake: the gateway answers without calling the pipe.
+fn bad_id(id: &str) -> Response {
+    json_response(StatusCode::BAD_REQUEST, &json!({"error": format!("user id {id:?} is not a number")}))
 }
 
 fn answer(result: Result<(StatusCode, Value), PipeError>) -> Response {
