@@ -268,17 +268,16 @@ impl Telemetry {
         timeout: Duration,
     ) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
         let sent = match &self.running {
-            Some(running) => {
-                running.commands.send(Command::Flush { deadline: Instant::now() + timeout, reply }).is_ok()
-            }
+            Some(running) => running.commands.send(Command::Flush { deadline, reply }).is_ok(),
             None => false,
         };
         async move {
             if !sent {
                 return Err(stopped_error());
             }
-            answer.await.unwrap_or_else(|_| Err(stopped_error()))
+            answer_by(deadline, answer, "flush").await?
         }
     }
 
@@ -297,7 +296,14 @@ impl Telemetry {
         detach_hooks();
         let (reply, answer) = oneshot::channel();
         let result = if running.commands.send(Command::Shutdown { deadline, reply }).is_ok() {
-            answer.await.unwrap_or_else(|_| Err(stopped_error()))
+            match answer_by(deadline, answer, "shutdown").await {
+                Ok(result) => result,
+                Err(stuck) => {
+                    // The thread is stuck (in an exporter, most likely): leave it behind rather than wait.
+                    LIVE.store(false, Ordering::Release);
+                    return Err(stuck);
+                }
+            }
         } else {
             Err(stopped_error())
         };
@@ -347,6 +353,49 @@ impl std::fmt::Debug for Telemetry {
 fn detach_hooks() {
     layer::set_enabled(EnabledLayers::NONE);
     pipeline::uninstall();
+}
+
+/// How long after its deadline the background thread may take to answer before it is considered stuck.
+/// It enforces the deadline itself; this only covers its reply.
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+/// The background thread's answer, or, if none comes by `deadline` plus [`ANSWER_GRACE`], an error saying
+/// the thread is stuck: an exporter that blocks the thread must not hang the caller too. The timer is a
+/// sleeping thread, so this needs no particular async runtime.
+async fn answer_by(
+    deadline: Instant,
+    answer: oneshot::Receiver<Result<(), Error>>,
+    what: &'static str,
+) -> Result<Result<(), Error>, Error> {
+    let (alarm, rung) = oneshot::channel::<()>();
+    let wake_at = deadline + ANSWER_GRACE;
+    let watchdog = std::thread::Builder::new().name("oclayer-deadline".into()).spawn(move || {
+        loop {
+            let now = Instant::now();
+            if alarm.is_closed() {
+                return; // Answered: nobody is listening any more.
+            }
+            if now >= wake_at {
+                let _ = alarm.send(());
+                return;
+            }
+            std::thread::park_timeout(wake_at - now);
+        }
+    });
+    let outcome = tokio::select! {
+        biased;
+        answered = answer => Ok(answered.unwrap_or_else(|_| Err(stopped_error()))),
+        // Without a watchdog (its thread could not start), `rung` fails at once and this arm is skipped.
+        Ok(()) = rung => Err(pipeline_error(format!(
+            "{what} got no answer from the oclayer-export thread within its deadline; an exporter is \
+             probably blocking it (exporters must not block in export_spans or export_stats)"
+        ))),
+    };
+    if let Ok(watchdog) = watchdog {
+        // `rung` is gone, so the watchdog sees its channel closed and exits.
+        watchdog.thread().unpark();
+    }
+    outcome
 }
 
 fn stopped_error() -> Error {

@@ -378,3 +378,31 @@ fn shutdown_keeps_its_deadline_when_an_exporter_hangs() {
     let (telemetry, _) = start(100);
     block_on(telemetry.shutdown()).expect("init works again after a timed-out shutdown");
 }
+
+/// Blocks in `export_spans` (which exporters must never do) until the test lets it go.
+struct Blocking {
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Exporter for Blocking {
+    fn name(&self) -> &'static str {
+        "blocking"
+    }
+
+    fn export_spans(&self, _: &SpanBatch) {
+        let _ = self.release.lock().unwrap_or_else(PoisonError::into_inner).recv();
+    }
+}
+
+#[test]
+fn a_blocked_pipeline_thread_does_not_hang_flush() {
+    let _serial = serial();
+    let (release, released) = std::sync::mpsc::channel();
+    let blocking = Arc::new(Blocking { release: Mutex::new(released) });
+    let telemetry = Telemetry::builder(config(100)).exporter(blocking).init().expect("starts");
+    trace::start_span("stuck", SpanKind::Unspecified).end();
+    let error = block_on(telemetry.flush_with_timeout(Duration::from_millis(10))).expect_err("no answer");
+    assert!(error.to_string().contains("flush got no answer from the oclayer-export thread"), "{error}");
+    drop(release);
+    block_on(telemetry.shutdown()).expect("once unblocked, the pipeline shuts down normally");
+}

@@ -1,12 +1,30 @@
 //! Traces: spans, the current span, sampling, propagation and the span pipeline.
 //!
-//! - [`Span`] is a live span; [`start_span`] and [`SpanBuilder`] start one, [`current_span`] finds the
-//!   current one. An unsampled span costs no allocation, lock or syscall.
+//! A request's work is a tree of spans: `#[trace_layer]` starts one per annotated call, as a child of the
+//! span current where the call is made. This module is what the attribute uses, and what code can use
+//! directly:
+//!
+//! - [`Span`] is a live span; [`start_span`] and [`SpanBuilder`] start one. An unsampled span costs no
+//!   allocation, lock or syscall: it only carries ids, so the trace continues downstream.
 //! - The current span follows synchronous code through [`Span::enter`] and async code through
-//!   [`FutureExt`], on any executor.
+//!   [`FutureExt`], on any executor; [`current_span`] records into it from anywhere below.
 //! - [`Sampler`] decides at the root; children follow. [`set_sampler`] swaps it at run time.
+//! - [`propagation`] reads and writes the trace context in HTTP headers (W3C and B3).
 //! - Ended sampled spans go through a bounded queue to a background batcher and on to the exporters as
-//!   [`SpanData`]; see [`dropped_spans`] for what a full queue cost.
+//!   [`SpanData`]; [`dropped_spans`] counts what a full queue cost.
+//!
+//! ```
+//! use oclayer_runtime::trace::{self, FutureExt, SpanKind};
+//! # async fn fetch_user() {}
+//! # async fn example() {
+//! let span = trace::start_span("backend-/users/{id}", SpanKind::Client);
+//! span.set_attribute("http.method", "GET");
+//! // Current while `fetch_user` runs (its spans are children), ended when it completes.
+//! fetch_user().instrument(span).await;
+//! // Anywhere below an annotated handler: record into whatever span is current.
+//! oclayer_runtime::current_span().add_annotation("user fetched");
+//! # }
+//! ```
 
 mod context;
 mod id;
