@@ -72,7 +72,7 @@ pub async fn run(target: SocketAddr, requests: u64, concurrency: usize, progress
     };
     let bar = ProgressBar::with_draw_target(Some(requests), draw);
     if let Ok(style) =
-        ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} requests  {per_sec:>12}  eta {eta}")
+        ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} requests  {elapsed} elapsed  eta {eta}")
     {
         bar.set_style(style.progress_chars("=> "));
     }

@@ -142,6 +142,14 @@ pub fn start(config: &mut Config, options: &Options) -> Result<Started, DemoErro
             ));
             init(config).map_err(startup_error)?
         }
+        Err(oclayer::Error::Listen { address, source, .. })
+            if options.prometheus_port == Some(address.port()) =>
+        {
+            return Err(DemoError::Runtime(format!(
+                "/metrics cannot listen on {address} (--prometheus-port): {source}; choose a free port with \
+                 --prometheus-port"
+            )));
+        }
         Err(e) => return Err(startup_error(e)),
     };
     let prometheus = config.prometheus.as_ref().map(|p| SocketAddr::new(p.listen_address, p.port));
