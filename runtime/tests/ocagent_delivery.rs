@@ -136,14 +136,20 @@ async fn streams_that_fail_after_a_few_messages_are_reopened_until_all_is_delive
     agent.fail_after(StreamKind::TraceExport, 3);
     let exporter = exporter(&config_for(&agent, "failing"));
 
+    // One message at a time: each round waits until the agent has it, so the first stream carries three
+    // messages and is broken by the agent.
     let mut sent: Vec<SpanData> = Vec::new();
-    for round in 0..100 {
-        let spans = batch(&format!("f{round}"), 10);
+    for round in 0..6 {
+        let spans = batch(&format!("step{round}"), 10);
         sent.extend(spans.iter().cloned());
         exporter.export_spans(&spans);
-        if round % 10 == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_for_ids(&agent, &ids_of(&spans)).await;
+    }
+    // Then a burst, while streams keep failing after three messages.
+    for round in 0..50 {
+        let spans = batch(&format!("burst{round}"), 10);
+        sent.extend(spans.iter().cloned());
+        exporter.export_spans(&spans);
     }
     let received = wait_for_ids(&agent, &ids_of(&sent)).await;
     assert_eq!(received_ids(&received), ids_of(&sent));
@@ -187,7 +193,8 @@ async fn flush_and_shutdown_report_what_they_could_not_deliver() {
     exporter.export_spans(&batch("lost", 7));
     exporter.export_stats(&Arc::from(Vec::new()));
 
-    let error = exporter.flush(Instant::now() + Duration::from_millis(500)).await.expect_err("agent is down");
+    wait_until("the exporter tried and failed", || exporter.last_error().is_some()).await;
+    let error = exporter.flush(Instant::now() + Duration::from_millis(200)).await.expect_err("agent is down");
     let Error::Undelivered { exporter: name, spans, reports, last_error, .. } = &error else {
         panic!("expected Undelivered, got {error:?}");
     };
@@ -196,7 +203,7 @@ async fn flush_and_shutdown_report_what_they_could_not_deliver() {
     let message = error.to_string();
     assert!(message.contains("7 spans and 1 stats reports not delivered"), "{message}");
 
-    let error = exporter.shutdown(Instant::now() + Duration::from_millis(500)).await.expect_err("still down");
+    let error = exporter.shutdown(Instant::now() + Duration::from_millis(200)).await.expect_err("still down");
     assert!(matches!(error, Error::Undelivered { spans: 7, reports: 1, .. }), "{error:?}");
     // After shutdown nothing is queued any more; late exports are counted as dropped.
     exporter.export_spans(&batch("late", 2));

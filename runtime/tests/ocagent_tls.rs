@@ -51,8 +51,9 @@ async fn an_untrusted_certificate_is_refused_with_a_clear_error() {
     for config in [tls_config(&agent), tls_config(&agent).with_ca_certificate_pem(other_ca)] {
         let exporter = exporter(&config);
         exporter.export_spans(&batch("refused", 3));
+        wait_until("a refused handshake", || exporter.last_error().is_some()).await;
         let error = exporter
-            .flush(Instant::now() + Duration::from_secs(2))
+            .flush(Instant::now() + Duration::from_millis(200))
             .await
             .expect_err("the certificate is not trusted");
         let Error::Undelivered { spans: 3, last_error: Some(last_error), .. } = &error else {

@@ -353,6 +353,7 @@ async fn every_new_stream_opens_with_the_node_and_resource() {
         exporter.flush(deadline()).await.expect("flush");
     }
     agent.wait_for_spans(15, WAIT).await.expect("spans");
+    agent.wait_for_library_configs(1, WAIT).await.expect("the Config stream's first message");
     let trace_streams = used_streams(&agent, StreamKind::TraceExport);
     let metric_streams = used_streams(&agent, StreamKind::MetricsExport);
     assert!(trace_streams.len() >= 3, "{trace_streams:?}");
@@ -399,6 +400,8 @@ async fn headers_and_gzip_apply_to_every_stream() {
     exporter.export_stats(&Arc::from(Vec::new()));
     exporter.flush(deadline()).await.expect("flush");
     agent.wait_for_spans(50, WAIT).await.expect("spans, decompressed");
+    // The Config stream opens on its own schedule; wait for its first message.
+    agent.wait_for_library_configs(1, WAIT).await.expect("the Config stream's first message");
 
     for kind in StreamKind::ALL {
         let streams = used_streams(&agent, kind);

@@ -116,3 +116,13 @@ pub fn used_streams(agent: &AgentHandle, kind: StreamKind) -> Vec<StreamRecord> 
 pub fn first_service(stream: &StreamRecord) -> Option<String> {
     stream.first_node.node().and_then(|n| n.service_info.as_ref()).map(|s| s.name.clone())
 }
+
+/// Polls `condition` until it holds; panics naming `what` after [`WAIT`]. For state the agent does not
+/// record (the exporter's own counters).
+pub async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let give_up = Instant::now() + WAIT;
+    while !condition() {
+        assert!(Instant::now() < give_up, "waited {WAIT:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oclayer_proto::agent::trace::v1::CurrentLibraryConfig;
+use oclayer_proto::agent::trace::v1::{CurrentLibraryConfig, UpdatedLibraryConfig};
 use oclayer_proto::trace::v1::TraceConfig;
 use oclayer_proto::trace::v1::constant_sampler::ConstantDecision;
 use oclayer_proto::trace::v1::trace_config::Sampler as WireSampler;
@@ -78,6 +78,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
 }
 
 async fn session(shared: &Shared) -> End {
+    if shared.closing.is_cancelled() {
+        return End::Closing;
+    }
     let (sender, receiver) = mpsc::channel(4);
     let hello =
         CurrentLibraryConfig { node: Some(shared.node.clone()), config: Some(config_of(trace::sampler())) };
@@ -87,9 +90,20 @@ async fn session(shared: &Shared) -> End {
     }
     let mut client = shared.transport.trace_client();
     let request = shared.transport.request(ReceiverStream::new(receiver));
+    let call = client.config(request);
+    tokio::pin!(call);
     let opened = tokio::select! {
-        opened = client.config(request) => opened,
-        () = shared.closing.cancelled() => return End::Closing,
+        opened = &mut call => opened,
+        () = shared.closing.cancelled() => {
+            drop(sender);
+            let finish = async {
+                if let Ok(response) = call.await {
+                    drain(response.into_inner()).await;
+                }
+            };
+            close_within_wait(shared, finish).await;
+            return End::Closing;
+        }
         () = shared.stop.cancelled() => return End::Closing,
     };
     let mut updates = match opened {
@@ -102,14 +116,8 @@ async fn session(shared: &Shared) -> End {
         let update = tokio::select! {
             update = updates.message() => update,
             () = shared.closing.cancelled() => {
-                // End our side and let the agent end its own, so the stream closes cleanly rather than
-                // being reset; an agent that does not answer in time is left behind.
                 drop(sender);
-                let drained = async { while let Ok(Some(_)) = updates.message().await {} };
-                tokio::select! {
-                    _ = tokio::time::timeout(CLOSE_WAIT, drained) => {}
-                    () = shared.stop.cancelled() => {}
-                }
+                close_within_wait(shared, drain(updates)).await;
                 return End::Closing;
             }
             () = shared.stop.cancelled() => return End::Closing,
@@ -125,6 +133,21 @@ async fn session(shared: &Shared) -> End {
             Ok(None) => return End::Ended { updates: received, error: None },
             Err(status) => return End::Ended { updates: received, error: Some(describe(&status)) },
         }
+    }
+}
+
+/// Reads the agent's side of a Config stream to its end (updates arriving now are not applied: the
+/// exporter is shutting down).
+async fn drain(mut updates: tonic::Streaming<UpdatedLibraryConfig>) {
+    while let Ok(Some(_)) = updates.message().await {}
+}
+
+/// At shutdown our side of the stream is ended; `finish` lets the agent end its own, so the stream closes
+/// cleanly rather than being reset. An agent that does not answer within [`CLOSE_WAIT`] is left behind.
+async fn close_within_wait(shared: &Shared, finish: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = tokio::time::timeout(CLOSE_WAIT, finish) => {}
+        () = shared.stop.cancelled() => {}
     }
 }
 

@@ -211,13 +211,17 @@ pub(super) async fn run<W: Wire>(shared: Arc<Shared>) {
         }
         match session::<W>(&shared, lane, window).await {
             Outcome::Confirmed => {
+                // The error goes before the waiters wake: a flush that returns sees the recovery.
+                let recovered = failing_since.take();
+                if recovered.is_some() {
+                    shared.set_last_error(None);
+                }
                 let confirmed = lane.with_queue(|queue| queue.confirm());
                 lane.delivered.fetch_add(confirmed as u64, Ordering::Relaxed);
                 shared.progress.notify_waiters();
                 window = (window * 2).min(MAX_WINDOW);
                 backoff.reset();
-                if let Some(since) = failing_since.take() {
-                    shared.set_last_error(None);
+                if let Some(since) = recovered {
                     tracing::info!(
                         rpc = W::RPC,
                         agent = shared.transport.target(),
