@@ -488,6 +488,9 @@ pub const ANNOTATION_PANICKED: &str = "panicked";
 /// The method tag of a request whose method is not one of the nine standard ones: any other value would let
 /// clients add rows at will.
 pub const METHOD_TAG_OTHER: &str = "_OTHER";
+/// The host tag of a backend fn's upstream beyond the first few distinct hosts it called: each fn tags a
+/// bounded number of hosts by name.
+pub const HOST_TAG_OTHER: &str = "_OTHER";
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@ use std::fmt::{self, Display};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -54,11 +55,28 @@ pub struct Site {
     err: bool,
     skip_span: bool,
     skip_measures: bool,
+    /// The backend's upstream hosts, interned for the host tag (see [`Site::host_tag`]).
+    hosts: [OnceLock<&'static str>; Site::MAX_HOSTS],
+    /// `pipe-` or `backend-` and the route: built on the first call, then borrowed by every span.
+    route_name: OnceLock<String>,
 }
 
 impl Site {
+    /// Distinct upstream hosts a backend fn tags by name; more are tagged [`layer::HOST_TAG_OTHER`].
+    const MAX_HOSTS: usize = 8;
+
     const fn new(layer: Layer, function: &'static str) -> Site {
-        Site { layer, function, name: None, route: None, err: false, skip_span: false, skip_measures: false }
+        Site {
+            layer,
+            function,
+            name: None,
+            route: None,
+            err: false,
+            skip_span: false,
+            skip_measures: false,
+            hosts: [const { OnceLock::new() }; Site::MAX_HOSTS],
+            route_name: OnceLock::new(),
+        }
     }
 
     /// `#[trace_layer(router)]` on `fn function`.
@@ -77,28 +95,33 @@ impl Site {
     }
 
     /// `name = "..."`: the span name, exactly.
-    pub const fn name(self, name: &'static str) -> Site {
-        Site { name: Some(name), ..self }
+    pub const fn name(mut self, name: &'static str) -> Site {
+        self.name = Some(name);
+        self
     }
 
     /// `route = "..."`: the route (router), endpoint (pipe) or URL (backend) pattern.
-    pub const fn route(self, route: &'static str) -> Site {
-        Site { route: Some(route), ..self }
+    pub const fn route(mut self, route: &'static str) -> Site {
+        self.route = Some(route);
+        self
     }
 
     /// `err`: an `Err` is an error of the span and of the measures.
-    pub const fn err(self) -> Site {
-        Site { err: true, ..self }
+    pub const fn err(mut self) -> Site {
+        self.err = true;
+        self
     }
 
     /// `skip_span`: measures only.
-    pub const fn skip_span(self) -> Site {
-        Site { skip_span: true, ..self }
+    pub const fn skip_span(mut self) -> Site {
+        self.skip_span = true;
+        self
     }
 
     /// `skip_measures`: the span only.
-    pub const fn skip_measures(self) -> Site {
-        Site { skip_measures: true, ..self }
+    pub const fn skip_measures(mut self) -> Site {
+        self.skip_measures = true;
+        self
     }
 
     /// Starts a call of a free fn. When the layer is disabled, this is one relaxed atomic load and the
@@ -106,7 +129,7 @@ impl Site {
     #[inline]
     pub fn start(&'static self, http: Option<HttpView<'_>>) -> Call {
         if !self.layer.is_enabled() {
-            return Call::INERT;
+            return Call::inert();
         }
         self.begin(http, None)
     }
@@ -115,7 +138,7 @@ impl Site {
     #[inline]
     pub fn start_in<S: ?Sized>(&'static self, http: Option<HttpView<'_>>) -> Call {
         if !self.layer.is_enabled() {
-            return Call::INERT;
+            return Call::inert();
         }
         self.begin(http, Some(std::any::type_name::<S>))
     }
@@ -130,7 +153,7 @@ impl Site {
         let start = Instant::now();
         let mut request = RequestTags::default();
         if let Some(view) = &http {
-            request = view.tags(self.layer);
+            request = self.request_tags(view);
         }
 
         let span = if self.skip_span {
@@ -149,15 +172,13 @@ impl Site {
                 }
                 _ => Parent::Current,
             };
-            // A static name costs nothing when unsampled; a computed one is set below, only when sampled.
-            let static_name = self.name.or(match self.layer {
-                Layer::Router => self.route,
-                _ => None,
-            });
+            // A fixed name costs nothing; one from the request or the impl type is set below, only when
+            // the span is sampled.
+            let fixed_name = self.fixed_name();
             let span =
-                SpanBuilder::new(static_name.unwrap_or(self.function)).kind(kind).parent(parent).start();
+                SpanBuilder::new(fixed_name.unwrap_or(self.function)).kind(kind).parent(parent).start();
             if span.is_sampled() {
-                if static_name.is_none() {
+                if fixed_name.is_none() {
                     span.update_name(self.span_name(http.as_ref(), owner));
                 }
                 if let Some(view) = &http
@@ -180,22 +201,66 @@ impl Site {
         Call { active: Some(Active { site: self, start, span, request }) }
     }
 
-    /// The default span name, as DESIGN.md's layer table says. Only called for a sampled span.
+    /// What the measures need from the request, read now: the request may be gone when the call ends.
+    fn request_tags(&'static self, view: &HttpView<'_>) -> RequestTags {
+        let host = match (self.layer, view.host()) {
+            (Layer::Backend, Some(host)) => self.host_tag(host),
+            _ => "",
+        };
+        RequestTags {
+            method: view.request().method().map_or("", method_tag),
+            host,
+            bytes: content_length(view.headers()).unwrap_or(0),
+        }
+    }
+
+    /// The host as a `'static` tag value, without allocating once this fn has seen the host: each fn
+    /// interns the first hosts it calls (a backend fn calls one or a few), leaking one small string per
+    /// host, and tags any further ones [`layer::HOST_TAG_OTHER`], which also bounds the rows.
+    fn host_tag(&'static self, host: &str) -> &'static str {
+        for slot in &self.hosts {
+            let known = match slot.get() {
+                Some(known) => known,
+                None => slot.get_or_init(|| Box::leak(host.to_owned().into_boxed_str())),
+            };
+            // Another thread may have filled the slot with another host first: then try the next one.
+            if *known == host {
+                return known;
+            }
+        }
+        layer::HOST_TAG_OTHER
+    }
+
+    fn prefix(&self) -> &'static str {
+        match self.layer {
+            Layer::Router => "",
+            Layer::Pipe => layer::PIPE_SPAN_PREFIX,
+            Layer::Backend => layer::BACKEND_SPAN_PREFIX,
+        }
+    }
+
+    /// The span name when it does not depend on the call: `name`, or the layer's prefix and the route.
+    fn fixed_name(&'static self) -> Option<&'static str> {
+        match (self.name, self.route, self.layer) {
+            (Some(name), _, _) => Some(name),
+            (None, Some(route), Layer::Router) => Some(route),
+            (None, Some(route), _) => {
+                Some(self.route_name.get_or_init(|| format!("{}{route}", self.prefix())))
+            }
+            (None, None, _) => None,
+        }
+    }
+
+    /// The span name from the request path, or the fn and its impl type (DESIGN.md's layer table), when
+    /// there is no fixed name. Only called for a sampled span: it allocates.
     fn span_name(
         &self,
         http: Option<&HttpView<'_>>,
         owner: Option<fn() -> &'static str>,
     ) -> Cow<'static, str> {
-        let path = http.and_then(HttpView::path);
-        let prefix = match self.layer {
-            Layer::Router => "",
-            Layer::Pipe => layer::PIPE_SPAN_PREFIX,
-            Layer::Backend => layer::BACKEND_SPAN_PREFIX,
-        };
-        match (self.route, path) {
-            (Some(pattern), _) => Cow::Owned(format!("{prefix}{pattern}")),
-            (None, Some(path)) => Cow::Owned(format!("{prefix}{path}")),
-            (None, None) => match owner {
+        match http.and_then(HttpView::path) {
+            Some(path) => Cow::Owned(format!("{}{path}", self.prefix())),
+            None => match owner {
                 Some(owner) => Cow::Owned(format!("{}::{}", short_type_name(owner()), self.function)),
                 None => Cow::Borrowed(self.function),
             },
@@ -232,14 +297,19 @@ struct Active {
 struct RequestTags {
     /// A static method name, or `_OTHER` for an extension method, so clients cannot add rows at will.
     method: &'static str,
-    /// The backend's upstream host, copied inline: no allocation.
-    host: InlineStr,
+    /// The backend's upstream host, interned per fn.
+    host: &'static str,
     /// `Content-Length` of the request, 0 when absent.
     bytes: u64,
 }
 
 impl Call {
-    const INERT: Call = Call { active: None };
+    /// A call that records nothing. Built in place rather than copied from a constant: only the niche of
+    /// `None` is written, not the size of a whole call.
+    #[inline(always)]
+    fn inert() -> Call {
+        Call { active: None }
+    }
 
     /// Sets the `fields(...)` attributes. `set` runs only when the span is sampled, so the field
     /// expressions are not evaluated otherwise.
@@ -310,18 +380,33 @@ impl Call {
     /// span. Does nothing (not even look at the value) for an inert or already recorded call.
     #[inline]
     fn finish<T>(&mut self, value: &T, outcome: fn(&T) -> Outcome<'_>) {
-        if let Some(active) = self.active.take() {
-            active.record(End::Returned(&outcome(value)));
+        // Tested in place first: moving the whole state out to look at it costs more than the test.
+        if self.active.is_some() {
+            self.record(End::Returned(&outcome(value)));
         }
+    }
+
+    #[inline(never)]
+    fn record(&mut self, end: End<'_, '_>) {
+        if let Some(active) = self.active.take() {
+            active.record(end);
+        }
+    }
+
+    /// Dropped unfinished: the body panicked (the sync case: we are unwinding from it) or the future was
+    /// dropped before completing. Panics inside a poll are recorded by `Run::poll` already.
+    #[cold]
+    fn unfinished(&mut self) {
+        self.record(if std::thread::panicking() { End::Panicked } else { End::Canceled });
     }
 }
 
 impl Drop for Call {
+    // Inlined, so that dropping an inert or finished call is one test the compiler can often remove.
+    #[inline]
     fn drop(&mut self) {
-        if let Some(active) = self.active.take() {
-            // Unfinished: the body panicked (the sync case: we are unwinding from it) or the future was
-            // dropped before completing. Panics inside a poll are recorded by `Run::poll` already.
-            active.record(if std::thread::panicking() { End::Panicked } else { End::Canceled });
+        if self.active.is_some() {
+            self.unfinished();
         }
     }
 }
@@ -410,7 +495,7 @@ fn record_measures(
             layer::record_pipe(site.pattern_tag(), outcome, latency);
         }
         Layer::Backend => layer::record_backend(
-            request.host.as_str(),
+            request.host,
             site.pattern_tag(),
             request.method,
             status,
@@ -539,11 +624,10 @@ struct PanicWatch<'a> {
 }
 
 impl Drop for PanicWatch<'_> {
+    #[inline]
     fn drop(&mut self) {
-        if !self.returned
-            && let Some(active) = self.call.active.take()
-        {
-            active.record(End::Panicked);
+        if !self.returned {
+            self.call.record(End::Panicked);
         }
     }
 }
@@ -764,22 +848,14 @@ impl HttpView<'_> {
         authority.or_else(|| self.header(HOST))
     }
 
-    fn tags(&self, layer: Layer) -> RequestTags {
-        RequestTags {
-            method: self.request().method().map_or("", method_tag),
-            host: if layer == Layer::Backend {
-                InlineStr::new(self.host().unwrap_or(""))
-            } else {
-                InlineStr::default()
-            },
-            bytes: content_length(self.headers()).unwrap_or(0),
-        }
-    }
-
     /// The request attributes of router and backend spans (DESIGN.md's layer table).
     fn set_attributes(&self, span: &Span) {
         if let Some(method) = self.request().method() {
-            span.set_attribute(layer::ATTR_HTTP_METHOD, method.as_str().to_owned());
+            let value = match method_tag(method) {
+                layer::METHOD_TAG_OTHER => Cow::Owned(method.as_str().to_owned()),
+                standard => Cow::Borrowed(standard),
+            };
+            span.set_attribute(layer::ATTR_HTTP_METHOD, value);
         }
         if let Some(path) = self.path() {
             span.set_attribute(layer::ATTR_HTTP_PATH, path.to_owned());
@@ -810,39 +886,6 @@ fn method_tag(method: &Method) -> &'static str {
         (Method::TRACE, "TRACE"),
     ];
     STANDARD.iter().find(|(m, _)| m == method).map_or(layer::METHOD_TAG_OTHER, |(_, name)| *name)
-}
-
-/// A short string kept inline: the backend's host tag, copied without allocating.
-#[derive(Clone, Copy)]
-struct InlineStr {
-    len: u8,
-    bytes: [u8; InlineStr::CAPACITY],
-}
-
-impl InlineStr {
-    /// Host names and ports fit; a longer value is cut at a character boundary.
-    const CAPACITY: usize = 128;
-
-    fn new(value: &str) -> InlineStr {
-        let mut len = value.len().min(Self::CAPACITY);
-        while !value.is_char_boundary(len) {
-            len -= 1;
-        }
-        let mut bytes = [0; Self::CAPACITY];
-        bytes[..len].copy_from_slice(&value.as_bytes()[..len]);
-        InlineStr { len: u8::try_from(len).unwrap_or(u8::MAX), bytes }
-    }
-
-    fn as_str(&self) -> &str {
-        // Always a prefix of a `str` cut at a character boundary.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
-    }
-}
-
-impl Default for InlineStr {
-    fn default() -> Self {
-        InlineStr { len: 0, bytes: [0; Self::CAPACITY] }
-    }
 }
 
 /// A reference to something that carries an HTTP request. Implemented for references to
@@ -1205,19 +1248,22 @@ mod tests {
     }
 
     #[test]
+    fn hosts_are_interned_per_fn_up_to_a_bound() {
+        static SITE: Site = Site::backend("fetch");
+        let first = SITE.host_tag("users-api:8080");
+        assert_eq!(first, "users-api:8080");
+        assert!(std::ptr::eq(first, SITE.host_tag(&String::from("users-api:8080"))), "interned once");
+        for i in 1..Site::MAX_HOSTS {
+            assert_eq!(SITE.host_tag(&format!("host-{i}")), format!("host-{i}"));
+        }
+        assert_eq!(SITE.host_tag("one-too-many"), layer::HOST_TAG_OTHER);
+        assert_eq!(SITE.host_tag("users-api:8080"), "users-api:8080", "known hosts keep their name");
+    }
+
+    #[test]
     fn impl_types_are_named_as_written() {
         assert_eq!(short_type_name("my_crate::handlers::Users"), "Users");
         assert_eq!(short_type_name("my_crate::Cache<alloc::string::String, u8>"), "Cache");
         assert_eq!(short_type_name("Plain"), "Plain");
-    }
-
-    #[test]
-    fn inline_strings_cut_long_values_at_a_character_boundary() {
-        assert_eq!(InlineStr::new("users-api:8080").as_str(), "users-api:8080");
-        let long = "é".repeat(100);
-        let cut = InlineStr::new(&long);
-        assert_eq!(cut.as_str(), "é".repeat(InlineStr::CAPACITY / 2));
-        let odd = format!("a{long}");
-        assert_eq!(InlineStr::new(&odd).as_str().len(), InlineStr::CAPACITY - 1);
     }
 }
