@@ -1,0 +1,274 @@
+//! What `#[trace_layer]` adds to a call, next to the same fn unannotated and to its peers' attributes
+//! (fastrace's `#[trace]`, tracing's `#[instrument]`) on the same body, in the same run.
+//!
+//! - `plain`: the body alone, the baseline.
+//! - `oclayer/disabled`: the layer is off in the config. Target: at most 1 ns over `plain`.
+//! - `oclayer/unsampled`: the layer is on, the request is not sampled; the layer's measures are recorded.
+//!   Target: at most 50 ns over `plain`.
+//! - `oclayer/sampled`: a sampled span with the layer's attributes, ended and queued for export, plus the
+//!   measures. Target: at most 120 ns over `plain`.
+//! - `oclayer/router_*`: the router layer reading an `http::Request` (method, path, host, trace headers).
+//! - `async/*`: the same for an `async fn`, polled once to completion without an executor.
+//! - `fastrace/no_parent`, `tracing/no_subscriber`: the peers when nothing collects (their "disabled").
+//! - `fastrace/root_per_call`: a root span and the annotated fn's local span, reported to a discarding
+//!   reporter (fastrace records only under a root, so the root is part of what a request pays).
+//! - `tracing/registry`: `#[instrument]` with `tracing_subscriber`'s registry as the subscriber.
+//! - `parts/*`: the pieces of an unsampled call (clock, stats record, unsampled span), to read the
+//!   `oclayer/unsampled` figure against.
+//!
+//! Timed by the thread's CPU clock: the machine is shared, and the wall clock would also count the time
+//! other processes hold the core.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use oclayer::config::{Config, ZPagesConfig};
+use oclayer::export::{Exporter, SpanBatch};
+use oclayer::layer::{self, Layer, PipeOutcome};
+use oclayer::trace::{self, Sampler};
+use oclayer::trace_layer;
+
+// ---- the fns ---------------------------------------------------------------------------------------------
+
+/// A small body, so that the instrumentation is most of what is timed.
+#[inline(never)]
+fn work(x: u64) -> u64 {
+    black_box(x).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7)
+}
+
+#[inline(never)]
+fn plain(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[trace_layer(pipe, route = "/bench/{id}")]
+fn annotated(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[trace_layer(router, route = "/bench/{id}")]
+fn router(req: &Request<()>, x: u64) -> u64 {
+    let _ = req;
+    work(x)
+}
+
+#[inline(never)]
+async fn plain_async(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[trace_layer(pipe, route = "/bench-async/{id}")]
+async fn annotated_async(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[fastrace::trace]
+fn fastrace_traced(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[fastrace::trace]
+async fn fastrace_traced_async(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[tracing::instrument(skip_all)]
+fn tracing_instrumented(x: u64) -> u64 {
+    work(x)
+}
+
+#[inline(never)]
+#[tracing::instrument(skip_all)]
+async fn tracing_instrumented_async(x: u64) -> u64 {
+    work(x)
+}
+
+/// Polls a future that completes at once, with no executor in the way.
+fn ready<F: Future>(fut: F) -> F::Output {
+    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => unreachable!("the benched futures never wait"),
+    }
+}
+
+// ---- the pipelines ---------------------------------------------------------------------------------------
+
+/// Takes span batches and drops them: only the request path is timed.
+struct Discard;
+
+impl Exporter for Discard {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+
+    fn export_spans(&self, spans: &SpanBatch) {
+        black_box(spans.len());
+    }
+}
+
+fn pipeline() -> oclayer::Telemetry {
+    // The config needs an exporter to validate; the bench wants only the one added in code.
+    let mut config = Config::builder().zpages(ZPagesConfig::new(9)).build().expect("a valid config");
+    config.zpages = None;
+    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts")
+}
+
+struct DiscardReporter;
+
+impl fastrace::collector::Reporter for DiscardReporter {
+    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
+        black_box(spans.len());
+    }
+}
+
+// ---- the benches -----------------------------------------------------------------------------------------
+
+fn request() -> Request<()> {
+    Request::get("http://gateway.local/bench/7").header("user-agent", "bench/1.0").body(()).expect("valid")
+}
+
+fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    let req = request();
+    c.bench_function("plain", |b| b.iter(|| plain(black_box(7))));
+    c.bench_function("async/plain", |b| b.iter(|| ready(plain_async(black_box(7)))));
+
+    // Before `init`, every layer is off.
+    c.bench_function("oclayer/disabled", |b| b.iter(|| annotated(black_box(7))));
+    c.bench_function("oclayer/router_disabled", |b| b.iter(|| router(&req, black_box(7))));
+    c.bench_function("async/oclayer_disabled", |b| b.iter(|| ready(annotated_async(black_box(7)))));
+
+    let telemetry = pipeline();
+    trace::set_sampler(Sampler::AlwaysOff);
+    c.bench_function("oclayer/unsampled", |b| b.iter(|| annotated(black_box(7))));
+    c.bench_function("oclayer/router_unsampled", |b| b.iter(|| router(&req, black_box(7))));
+    c.bench_function("async/oclayer_unsampled", |b| b.iter(|| ready(annotated_async(black_box(7)))));
+
+    trace::set_sampler(Sampler::AlwaysOn);
+    let dropped_before = trace::dropped_spans();
+    c.bench_function("oclayer/sampled", |b| b.iter(|| annotated(black_box(7))));
+    c.bench_function("oclayer/router_sampled", |b| b.iter(|| router(&req, black_box(7))));
+    c.bench_function("async/oclayer_sampled", |b| b.iter(|| ready(annotated_async(black_box(7)))));
+    // The span queue drops when the exporter thread falls behind: say how often, since a dropped span
+    // costs less than an exported one.
+    eprintln!("oclayer: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
+    trace::set_sampler(Sampler::AlwaysOff);
+    drop(telemetry);
+}
+
+fn peer_benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    c.bench_function("fastrace/no_parent", |b| b.iter(|| fastrace_traced(black_box(7))));
+    c.bench_function("async/fastrace_no_parent", |b| b.iter(|| ready(fastrace_traced_async(black_box(7)))));
+    fastrace::set_reporter(DiscardReporter, fastrace::collector::Config::default());
+    c.bench_function("fastrace/root_per_call", |b| {
+        b.iter(|| {
+            let root = fastrace::Span::root("/bench/{id}", fastrace::collector::SpanContext::random());
+            let _parent = root.set_local_parent();
+            fastrace_traced(black_box(7))
+        })
+    });
+
+    c.bench_function("tracing/no_subscriber", |b| b.iter(|| tracing_instrumented(black_box(7))));
+    c.bench_function("async/tracing_no_subscriber", |b| {
+        b.iter(|| ready(tracing_instrumented_async(black_box(7))))
+    });
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    c.bench_function("tracing/registry", |b| b.iter(|| tracing_instrumented(black_box(7))));
+    c.bench_function("async/tracing_registry", |b| {
+        b.iter(|| ready(tracing_instrumented_async(black_box(7))))
+    });
+}
+
+/// What an unsampled annotated call is made of, to read `oclayer/unsampled` against: the layer check, the
+/// two clock reads of the latency, the pipe's stats record and an unsampled span.
+fn parts<M: Measurement + 'static>(c: &mut Criterion<M>) {
+    let telemetry = pipeline();
+    trace::set_sampler(Sampler::AlwaysOff);
+    c.bench_function("parts/is_enabled", |b| b.iter(|| black_box(Layer::Pipe).is_enabled()));
+    c.bench_function("parts/latency_clock", |b| b.iter(|| black_box(Instant::now()).elapsed()));
+    c.bench_function("parts/record_pipe", |b| {
+        b.iter(|| layer::record_pipe("/bench/{id}", PipeOutcome::Ok, black_box(Duration::from_micros(3))))
+    });
+    c.bench_function("parts/unsampled_span", |b| {
+        b.iter(|| {
+            let span = trace::SpanBuilder::new("pipe-/bench/{id}").start();
+            span.end();
+            black_box(span)
+        })
+    });
+    let req = request();
+    c.bench_function("parts/extract_no_context", |b| {
+        b.iter(|| trace::propagation::extract(black_box(req.headers())))
+    });
+    drop(telemetry);
+}
+
+fn all(c: &mut Criterion<ThreadCpuTime>) {
+    parts(c);
+    oclayer_benches(c);
+    peer_benches(c);
+}
+
+// ---- the clock -------------------------------------------------------------------------------------------
+
+/// Time spent running on a CPU by the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
+struct ThreadCpuTime {
+    /// Formats nanoseconds as the wall clock does.
+    nanos: WallTime,
+}
+
+fn thread_cpu_nanos() -> u64 {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_nanos()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_nanos() - start
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.nanos.formatter()
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime { nanos: WallTime });
+    targets = all
+}
+criterion_main!(benches);
