@@ -469,3 +469,30 @@ async fn async_trait_methods_are_instrumented() {
     let failed = [("http_server_route", "/async-trait"), ("http.status", "500")];
     assert_eq!(count("opencensus.io/http/server/request_count", &failed), 1);
 }
+
+// ---- skip_span / skip_measures -----------------------------------------------------------------------------
+
+#[trace_layer(pipe, route = "/span-only", skip_measures)]
+fn span_only() -> u8 {
+    1
+}
+
+#[trace_layer(pipe, route = "/measures-only", skip_span)]
+fn measures_only() -> u8 {
+    span_only() + 1
+}
+
+#[tokio::test]
+async fn skip_span_and_skip_measures_record_one_side_only() {
+    pipeline();
+    assert_eq!(measures_only(), 2);
+    let span = span_named("pipe-/span-only").await;
+    assert_eq!(span.parent_span_id, None, "a call without span leaves the current span alone");
+    assert_eq!(count("oclayer.io/pipe/request_count", &[("endpoint", "/span-only")]), 0);
+    assert_eq!(
+        count("oclayer.io/pipe/request_count", &[("endpoint", "/measures-only"), ("outcome", "ok")]),
+        1
+    );
+    let spans = pipeline().exported.spans();
+    assert!(spans.iter().all(|s| s.name != "pipe-/measures-only"), "no span with skip_span");
+}
