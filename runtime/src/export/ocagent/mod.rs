@@ -22,9 +22,13 @@
 //! background runtime, under `init`).
 
 mod backoff;
+mod codec;
 mod convert_metrics;
+/// The span mapping stated with the generated types: the reference `encode_span` is tested against.
+#[cfg(test)]
 mod convert_span;
 mod delivery;
+mod encode_span;
 mod library_config;
 mod node;
 mod stream;

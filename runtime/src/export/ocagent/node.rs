@@ -71,6 +71,12 @@ pub(super) fn resource(host_name: &str) -> Resource {
     resource_from(kind.trim(), &labels, host_name)
 }
 
+/// A resource with a type and a label, for tests elsewhere in the exporter.
+#[cfg(test)]
+pub(super) fn resource_for_tests() -> Resource {
+    resource_from("test", "a=1", "host")
+}
+
 fn resource_from(kind: &str, labels: &str, host_name: &str) -> Resource {
     let labels = parse_labels(labels);
     if kind.is_empty() && labels.is_empty() {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use oclayer_proto::agent::common::v1::Node;
 use oclayer_proto::agent::metrics::v1::ExportMetricsServiceRequest;
-use oclayer_proto::agent::trace::v1::ExportTraceServiceRequest;
+use oclayer_proto::agent::trace::v1::ExportTraceServiceResponse;
 use oclayer_proto::prost::Message;
 use oclayer_proto::resource::v1::Resource;
 use tokio::sync::mpsc;
@@ -32,9 +32,10 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::backoff::Backoff;
+use super::codec::EncodedCodec;
 use super::delivery::{Chunk, ReportChunk, SpanChunk};
 use super::transport::Transport;
-use super::{Lane, Shared, convert_metrics, convert_span};
+use super::{Lane, Shared, convert_metrics, encode_span};
 use crate::stats::health;
 
 /// The longest a written item waits for its stream to be confirmed.
@@ -78,12 +79,19 @@ pub(super) trait Wire: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), tonic::Status>> + Send + 'static;
 }
 
-/// `TraceService.Export`.
+/// `TraceService.Export`, whose requests are encoded straight from the spans (see `encode_span.rs`).
 pub(super) struct Traces;
+
+/// The gRPC path of `TraceService.Export`.
+const TRACE_EXPORT_PATH: &str = "/opencensus.proto.agent.trace.v1.TraceService/Export";
+/// `ExportTraceServiceRequest.node` and `.resource`.
+const REQUEST_NODE: u32 = 1;
+const REQUEST_RESOURCE: u32 = 3;
 
 impl Wire for Traces {
     type Chunk = SpanChunk;
-    type Request = ExportTraceServiceRequest;
+    /// An encoded `ExportTraceServiceRequest`.
+    type Request = Vec<u8>;
     const RPC: &'static str = "TraceService.Export";
     const TAKE: usize = 512;
 
@@ -91,37 +99,42 @@ impl Wire for Traces {
         &shared.spans
     }
 
-    fn requests(chunks: &[SpanChunk], out: &mut Vec<ExportTraceServiceRequest>) {
-        let mut current = ExportTraceServiceRequest::default();
-        let mut size = 0;
+    fn requests(chunks: &[SpanChunk], out: &mut Vec<Vec<u8>>) {
+        let spans = chunks.iter().map(|chunk| chunk.spans().len()).sum::<usize>();
+        // About what a router span takes; the buffer grows if the spans are bigger.
+        let mut current = Vec::with_capacity((spans * 320).min(MAX_MESSAGE_BYTES));
         for data in chunks.iter().flat_map(SpanChunk::spans) {
-            let span = convert_span::span(data);
-            let span_size = span.encoded_len();
-            if size + span_size > MAX_MESSAGE_BYTES && !current.spans.is_empty() {
+            encode_span::push_span(&mut current, data);
+            if current.len() >= MAX_MESSAGE_BYTES {
                 out.push(std::mem::take(&mut current));
-                size = 0;
             }
-            size += span_size;
-            current.spans.push(span);
         }
-        if !current.spans.is_empty() {
+        if !current.is_empty() {
             out.push(current);
         }
     }
 
-    fn identify(request: &mut ExportTraceServiceRequest, node: &Node, resource: &Resource) {
-        request.node = Some(node.clone());
-        request.resource = Some(resource.clone());
+    fn identify(request: &mut Vec<u8>, node: &Node, resource: &Resource) {
+        // Field order does not matter on the wire; the Node goes first for readers of hex dumps.
+        let mut identity = Vec::with_capacity(node.encoded_len() + resource.encoded_len() + 8);
+        oclayer_proto::prost::encoding::message::encode(REQUEST_NODE, node, &mut identity);
+        oclayer_proto::prost::encoding::message::encode(REQUEST_RESOURCE, resource, &mut identity);
+        request.splice(0..0, identity);
     }
 
     fn call(
         transport: &Transport,
-        requests: ReceiverStream<ExportTraceServiceRequest>,
+        requests: ReceiverStream<Vec<u8>>,
     ) -> impl Future<Output = Result<(), tonic::Status>> + Send + 'static {
-        let mut client = transport.trace_client();
+        let mut grpc = transport.grpc();
         let request = transport.request(requests);
         async move {
-            let mut responses = client.export(request).await?.into_inner();
+            grpc.ready().await.map_err(|e| {
+                tonic::Status::unavailable(format!("the connection to the agent is not ready: {e}"))
+            })?;
+            let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
+            let codec = EncodedCodec::<ExportTraceServiceResponse>::default();
+            let mut responses = grpc.streaming(request, path, codec).await?.into_inner();
             while responses.message().await?.is_some() {}
             Ok(())
         }
@@ -452,6 +465,8 @@ mod tests {
     use std::sync::Arc;
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    use oclayer_proto::agent::trace::v1::ExportTraceServiceRequest;
+
     use super::*;
     use crate::export::SpanBatch;
     use crate::trace::{
@@ -485,25 +500,46 @@ mod tests {
         }
     }
 
+    fn decode(request: &[u8]) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest::decode(request).expect("an encoded request")
+    }
+
     #[test]
-    fn large_batches_are_split_into_messages_under_the_size_target() {
+    fn large_batches_are_split_into_messages_near_the_size_target() {
         let batch: SpanBatch = Arc::from(vec![span_with_attribute_bytes(100 * 1024); 25]);
         let chunk = SpanChunk { range: 0..batch.len(), batch, seq: 0 };
         let mut out = Vec::new();
         Traces::requests(&[chunk], &mut out);
         assert!(out.len() >= 3, "2.5 MB of spans in 1 MiB messages: {}", out.len());
-        assert_eq!(out.iter().map(|r| r.spans.len()).sum::<usize>(), 25);
-        assert!(out.iter().all(|r| r.encoded_len() <= MAX_MESSAGE_BYTES + 1024));
-        assert!(out.iter().all(|r| r.node.is_none()), "only the stream's first message is identified");
+        assert_eq!(out.iter().map(|r| decode(r).spans.len()).sum::<usize>(), 25);
+        assert!(out.iter().all(|r| r.len() <= MAX_MESSAGE_BYTES + 101 * 1024), "at most one span over");
+        assert!(
+            out.iter().all(|r| decode(r).node.is_none()),
+            "only the stream's first message is identified"
+        );
     }
 
     #[test]
     fn a_span_over_the_target_goes_alone() {
-        let batch: SpanBatch = Arc::from(vec![span_with_attribute_bytes(2 * MAX_MESSAGE_BYTES)]);
-        let chunk = SpanChunk { range: 0..1, batch, seq: 0 };
+        let batch: SpanBatch = Arc::from(vec![span_with_attribute_bytes(2 * MAX_MESSAGE_BYTES); 2]);
+        let chunk = SpanChunk { range: 0..2, batch, seq: 0 };
         let mut out = Vec::new();
         Traces::requests(&[chunk], &mut out);
-        assert_eq!(out.len(), 1);
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn the_first_message_of_a_stream_carries_node_and_resource() {
+        let batch: SpanBatch = Arc::from(vec![span_with_attribute_bytes(10); 3]);
+        let mut out = Vec::new();
+        Traces::requests(&[SpanChunk { range: 0..3, batch, seq: 0 }], &mut out);
+        let node = super::super::node::node("svc", "host");
+        let resource = super::super::node::resource_for_tests();
+        Traces::identify(&mut out[0], &node, &resource);
+        let request = decode(&out[0]);
+        assert_eq!(request.node, Some(node));
+        assert_eq!(request.resource, Some(resource));
+        assert_eq!(request.spans.len(), 3);
     }
 
     #[test]

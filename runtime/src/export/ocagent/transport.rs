@@ -95,6 +95,13 @@ impl Transport {
         request
     }
 
+    /// A gRPC client on the shared channel for calls with a custom codec, compressing if configured.
+    pub(super) fn grpc(&self) -> tonic::client::Grpc<Channel> {
+        let grpc =
+            tonic::client::Grpc::new(self.channel.clone()).accept_compressed(CompressionEncoding::Gzip);
+        if self.compression { grpc.send_compressed(CompressionEncoding::Gzip) } else { grpc }
+    }
+
     /// A `TraceService` client on the shared channel, compressing if configured.
     pub(super) fn trace_client(&self) -> TraceServiceClient<Channel> {
         let client =
