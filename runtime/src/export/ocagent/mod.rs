@@ -2,9 +2,9 @@
 //!
 //! Three streams share one HTTP/2 connection: `TraceService.Export` (spans), `MetricsService.Export`
 //! (stats reports) and `TraceService.Config` (the agent pushes samplers, which are applied at once). Every
-//! new stream opens with the [`Node`](oclayer_proto::agent::common::v1::Node) and the
-//! [`Resource`](oclayer_proto::resource::v1::Resource), so an agent restarted mid-run still knows who is
-//! talking.
+//! new stream opens with the `Node` (who is exporting: host, pid, library, service) and the `Resource`, so
+//! an agent restarted mid-run still knows who is talking. Spans are encoded straight from the runtime's
+//! model into protobuf bytes (`encode_span.rs`), the hot part of the exporter.
 //!
 //! Delivery, stronger than opencensus-go's exporter (which drops everything while disconnected):
 //! [`export_spans`](Exporter::export_spans) and [`export_stats`](Exporter::export_stats) only queue and
