@@ -118,6 +118,10 @@ impl TelemetryBuilder {
         } = self;
         // Views first: a conflicting view is a config-time error, before any thread or server starts.
         layer::register_layer_views(config.enabled_layers)?;
+        // The sampler before any exporter starts: an exporter may read it at once (the ocagent exporter's
+        // Config stream opens by reporting it), and a sampler the agent pushes then must win over this
+        // one, not be overwritten by it. Put back if `init` fails below.
+        let sampler = SamplerChange::set(Sampler::from_sample_rate(config.sample_rate));
         let runtime = BackgroundRuntime::new()?;
         let handle = runtime.handle().clone();
 
@@ -162,8 +166,9 @@ impl TelemetryBuilder {
             })
             .map_err(|e| pipeline_error(format!("cannot start the oclayer-export thread: {e}")))?;
 
+        // Nothing fails from here on. The layers go on last, once ended spans have a queue to go to.
+        sampler.keep();
         pipeline::install(sink);
-        trace::set_sampler(Sampler::from_sample_rate(config.sample_rate));
         layer::set_enabled(config.enabled_layers);
         log_enabled_layers(config.enabled_layers);
 
@@ -178,6 +183,36 @@ fn log_enabled_layers(layers: EnabledLayers) {
         tracing::warn!("telemetry started with every layer disabled: nothing will be recorded");
     } else {
         tracing::info!(layers = %layers.describe(), "telemetry started");
+    }
+}
+
+/// The process-wide sampler `init` set, until `init` is sure to succeed: dropped before [`keep`]
+/// (`init` failed), it puts the previous sampler back, so that a failed `init` leaves the process as it was.
+///
+/// [`keep`]: SamplerChange::keep
+struct SamplerChange {
+    previous: Option<Sampler>,
+}
+
+impl SamplerChange {
+    fn set(sampler: Sampler) -> SamplerChange {
+        let previous = trace::sampler();
+        trace::set_sampler(sampler);
+        SamplerChange { previous: Some(previous) }
+    }
+
+    fn keep(mut self) {
+        self.previous = None;
+    }
+}
+
+impl Drop for SamplerChange {
+    fn drop(&mut self) {
+        // Nothing else can have changed the sampler meanwhile through oclayer: the exporters' tasks (the
+        // only ones that set it) run on the background thread, which did not start.
+        if let Some(previous) = self.previous.take() {
+            trace::set_sampler(previous);
+        }
     }
 }
 
