@@ -268,7 +268,8 @@ async fn metrics_arrive_with_types_bounds_and_counts() {
         descriptor.label_keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
         ["method", "status"]
     );
-    assert_eq!((descriptor.unit.as_str(), descriptor.description.as_str()), ("By", "a test view"));
+    // A count of byte-sized messages is a number of messages: dimensionless.
+    assert_eq!((descriptor.unit.as_str(), descriptor.description.as_str()), ("1", "a test view"));
 
     assert_eq!(type_of("test/sum_int"), Some(Type::CumulativeInt64 as i32));
     assert_eq!(only_point("test/sum_int").1, Some(point::Value::Int64Value(4096)));

@@ -373,7 +373,7 @@ impl<'a> Family<'a> {
 
     /// The OpenMetrics unit of the family, when its name ends with it (OpenMetrics requires that).
     fn unit(&self) -> Option<&'static str> {
-        let unit = match self.data.view.measure.unit.as_ref() {
+        let unit = match self.data.view.unit() {
             "ns" => "nanoseconds",
             "us" => "microseconds",
             "ms" => "milliseconds",

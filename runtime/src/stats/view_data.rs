@@ -59,6 +59,18 @@ pub struct ViewDescriptor {
     pub aggregation: Aggregation,
 }
 
+impl ViewDescriptor {
+    /// The unit of the view's values: the measure's, except that a count counts measurements, whatever
+    /// they measure, so it is dimensionless (`"1"`). opencensus-go sends the measure's unit here, which
+    /// labels a request count "ms".
+    pub fn unit(&self) -> &str {
+        match self.aggregation {
+            Aggregation::Count => "1",
+            _ => &self.measure.unit,
+        }
+    }
+}
+
 /// The aggregate of one distribution row.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct DistributionData {

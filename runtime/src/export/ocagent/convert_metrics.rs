@@ -51,7 +51,7 @@ pub(super) fn metric(data: &ViewData) -> wire::Metric {
         metric_descriptor: Some(wire::MetricDescriptor {
             name: view.name.to_string(),
             description: view.description.to_string(),
-            unit: view.measure.unit.to_string(),
+            unit: view.unit().to_string(),
             r#type: metric_type as i32,
             label_keys: view
                 .tag_keys
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(descriptor.r#type, Type::CumulativeInt64 as i32);
         assert_eq!(descriptor.name, "opencensus.io/http/server/latency");
         assert_eq!(descriptor.description, "Latency");
-        assert_eq!(descriptor.unit, "ms");
+        assert_eq!(descriptor.unit, "1", "a count is dimensionless, whatever its measure's unit");
         assert_eq!(descriptor.label_keys.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(), ["http.method"]);
         let (series, value) = only_point(&metric);
         assert_eq!(series.start_timestamp, Some(Timestamp { seconds: 1_700_000_000, nanos: 0 }));
