@@ -6,12 +6,10 @@
 //! Tests run in parallel in one process, so each uses its own routes and looks only at its own trace.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::{Arc, LazyLock};
 use std::task::Poll;
 
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use oclayer::config::PrometheusConfig;
 use oclayer::export::memory::InMemoryExporter;
 use oclayer::stats::AggregationData;
 use oclayer::trace::{
@@ -26,12 +24,7 @@ struct Pipeline {
 
 /// One pipeline for the whole binary: the process may run only one.
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
-    // The config needs an exporter of its own; a Prometheus endpoint on a free loopback port is the
-    // quietest.
-    let port =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-    let prometheus = PrometheusConfig::new(port).with_listen_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let config = Config::builder().sample_rate(100).prometheus(prometheus).build().expect("a valid config");
+    let config = Config::builder().sample_rate(100).build().expect("a valid config");
     let exported = Arc::new(InMemoryExporter::new());
     let telemetry =
         Telemetry::builder(config).exporter(exported.clone()).init().expect("the pipeline starts");

@@ -1,11 +1,10 @@
 //! `#[trace_layer]` on a layer the config disables (`enabled_layers` without `pipe`): the body runs, nothing
 //! is recorded, `fields(...)` are not evaluated, and the calls inside keep the caller's span as parent.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use oclayer::config::{EnabledLayers, PrometheusConfig};
+use oclayer::config::EnabledLayers;
 use oclayer::export::memory::InMemoryExporter;
 use oclayer::{Config, Telemetry, trace_layer};
 
@@ -33,16 +32,8 @@ fn inner() -> u32 {
 
 #[tokio::test]
 async fn a_disabled_layer_records_nothing_and_keeps_the_parent() {
-    let port =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-    let prometheus = PrometheusConfig::new(port).with_listen_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let layers = EnabledLayers { router: true, pipe: false, backend: true };
-    let config = Config::builder()
-        .sample_rate(100)
-        .enabled_layers(layers)
-        .prometheus(prometheus)
-        .build()
-        .expect("valid");
+    let config = Config::builder().sample_rate(100).enabled_layers(layers).build().expect("valid");
     let exported = Arc::new(InMemoryExporter::new());
     let telemetry =
         Telemetry::builder(config).exporter(exported.clone()).init().expect("the pipeline starts");

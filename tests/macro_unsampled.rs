@@ -8,14 +8,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, Waker};
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use oclayer::config::PrometheusConfig;
 use oclayer::export::memory::InMemoryExporter;
 use oclayer::stats::AggregationData;
 use oclayer::{Config, Telemetry, trace_layer};
@@ -62,10 +60,7 @@ struct Pipeline {
 }
 
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
-    let port =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).expect("a free port").port();
-    let prometheus = PrometheusConfig::new(port).with_listen_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let config = Config::builder().sample_rate(0).prometheus(prometheus).build().expect("a valid config");
+    let config = Config::builder().sample_rate(0).build().expect("a valid config");
     let exported = Arc::new(InMemoryExporter::new());
     let telemetry =
         Telemetry::builder(config).exporter(exported.clone()).init().expect("the pipeline starts");

@@ -35,8 +35,9 @@ static LIVE: AtomicBool = AtomicBool::new(false);
 
 /// Starts the telemetry pipeline from `config` with the exporters it names.
 ///
-/// Fails if a pipeline is already running, if an exporter cannot start (e.g. its port is taken), or if the
-/// background thread cannot be created.
+/// Fails if a pipeline is already running, if there is no exporter at all ([`Error::Config`] at
+/// `exporters`), if an exporter cannot start (e.g. its port is taken), or if the background thread cannot
+/// be created.
 pub fn init(config: Config) -> Result<Telemetry, Error> {
     Telemetry::builder(config).init()
 }
@@ -116,6 +117,9 @@ impl TelemetryBuilder {
             span_batch_size,
             span_batch_timeout,
         } = self;
+        if exporters.is_empty() && !config.names_an_exporter() {
+            return Err(no_exporter_error(&config));
+        }
         // Views first: a conflicting view is a config-time error, before any thread or server starts.
         layer::register_layer_views(config.enabled_layers)?;
         // The sampler before any exporter starts: an exporter may read it at once (the ocagent exporter's
@@ -175,6 +179,18 @@ impl TelemetryBuilder {
         Ok(Telemetry {
             running: Some(Running { commands, thread: Some(thread), stopped: Some(stopped), exporters }),
         })
+    }
+}
+
+/// Without an exporter, spans and views would be recorded for nobody: most likely a config that forgot its
+/// exporters block, or a test that forgot its exporter.
+fn no_exporter_error(config: &Config) -> Error {
+    Error::Config {
+        path: config.path_of("exporters"),
+        message: "no exporter: the config names none and none was added in code; add one to the config \
+                  (exporters.ocagent, exporters.prometheus or exporters.zpages, or ConfigBuilder::ocagent, \
+                  ::prometheus or ::zpages) or pass one to Telemetry::builder(config).exporter(...)"
+            .to_owned(),
     }
 }
 

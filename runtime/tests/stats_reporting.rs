@@ -2,21 +2,14 @@
 //! reports every period to the exporters, and `shutdown` hands over a last report. Its own test binary,
 //! since a pipeline is one per process.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use oclayer_runtime::config::{EnabledLayers, ZPagesConfig};
+use oclayer_runtime::config::EnabledLayers;
 use oclayer_runtime::export::memory::InMemoryExporter;
 use oclayer_runtime::layer::{self, PipeOutcome};
 use oclayer_runtime::stats::{self, AggregationData};
 use oclayer_runtime::{Config, Telemetry};
-
-/// A port free at the time of asking, for the config's one required exporter.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a loopback port");
-    listener.local_addr().expect("bound address").port()
-}
 
 fn request_count(report: &[stats::ViewData]) -> Option<AggregationData> {
     report
@@ -31,7 +24,6 @@ async fn reports_each_period_and_a_last_one_on_shutdown() {
     let config = Config::builder()
         .reporting_period(Duration::from_millis(20))
         .enabled_layers(EnabledLayers { router: true, pipe: false, backend: true })
-        .zpages(ZPagesConfig::new(free_port()).with_listen_address(IpAddr::V4(Ipv4Addr::LOCALHOST)))
         .build()
         .expect("valid config");
     let exported = Arc::new(InMemoryExporter::new());

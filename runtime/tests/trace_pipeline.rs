@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
-use oclayer_runtime::config::{Config, EnabledLayers, PrometheusConfig, ZPagesConfig};
+use oclayer_runtime::config::{Config, EnabledLayers, PrometheusConfig};
 use oclayer_runtime::export::memory::InMemoryExporter;
 use oclayer_runtime::export::{ExportFuture, Exporter, SpanBatch};
 use oclayer_runtime::layer::Layer;
@@ -27,16 +27,9 @@ fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A valid config with no exporter of its own: the tests add theirs in code. (The builder insists on one
-/// config-driven exporter; a `zpages` block that is removed again satisfies it without opening a port.)
+/// A valid config with no exporter of its own: the tests add theirs in code.
 fn config(sample_rate: u8) -> Config {
-    let mut config = Config::builder()
-        .sample_rate(sample_rate)
-        .zpages(ZPagesConfig::new(9))
-        .build()
-        .expect("a valid config");
-    config.zpages = None;
-    config
+    Config::builder().sample_rate(sample_rate).build().expect("a valid config")
 }
 
 fn builder(sample_rate: u8) -> (TelemetryBuilder, Arc<InMemoryExporter>) {
@@ -124,6 +117,24 @@ fn a_taken_port_fails_init_and_frees_the_slot() {
 }
 
 #[test]
+fn init_needs_an_exporter_from_the_config_or_from_code() {
+    let _serial = serial();
+    match Telemetry::builder(config(100)).init() {
+        Err(error @ Error::Config { .. }) => {
+            let message = error.to_string();
+            assert!(message.starts_with("invalid telemetry config at exporters: no exporter"), "{message}");
+            assert!(message.contains("exporters.prometheus"), "says how to add one to the config: {message}");
+            assert!(message.contains(".exporter(...)"), "and how to add one in code: {message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert!(Layer::ALL.iter().all(|layer| !layer.is_enabled()), "nothing was switched on");
+    // The same config starts with an exporter added in code.
+    let (telemetry, _) = start(100);
+    block_on(telemetry.shutdown()).expect("shutdown");
+}
+
+#[test]
 fn dropping_the_handle_hands_queued_spans_over_without_waiting() {
     let _serial = serial();
     let (telemetry, exported) = start(100);
@@ -200,7 +211,8 @@ fn init_sets_sampler_and_layers_and_shutdown_switches_layers_off() {
     let _serial = serial();
     let mut config = config(0);
     config.enabled_layers = EnabledLayers { router: true, pipe: false, backend: true };
-    let telemetry = Telemetry::builder(config).init().expect("starts");
+    let telemetry =
+        Telemetry::builder(config).exporter(Arc::new(InMemoryExporter::new())).init().expect("starts");
     assert_eq!(trace::sampler(), Sampler::AlwaysOff);
     assert!(Layer::Router.is_enabled() && !Layer::Pipe.is_enabled() && Layer::Backend.is_enabled());
     assert!(!trace::start_span("never", SpanKind::Server).is_sampled(), "sample_rate 0 never samples");

@@ -45,6 +45,16 @@ pub(super) fn parse_value(document: &Value) -> Result<Config, Error> {
     let mut reader = Reader::default();
     let mut config = reader.block(block, &path)?;
     validate::config(&mut config, &path)?;
+    // KrakenD's rule for its config files; a Rust config may add its exporters in code instead.
+    if !config.names_an_exporter() {
+        return Err(config_error(
+            &path.key("exporters"),
+            format!(
+                "no exporter configured: expected at least one of {}, e.g. {{\"prometheus\": {{\"port\": 9091}}}}",
+                list(&SUPPORTED_EXPORTERS)
+            ),
+        ));
+    }
     config.block_path = if path.is_root() { String::new() } else { path.to_string() };
     config.warnings = reader.warnings;
     Ok(config)
@@ -200,7 +210,7 @@ impl Reader {
         if let Some(v) = present(map, "enabled_layers") {
             config.enabled_layers = self.enabled_layers(v, &path.key("enabled_layers"))?;
         }
-        // A missing or empty `exporters` is reported by `validate`, with the builder's words.
+        // A missing or empty `exporters` is reported once the rest is checked, by `parse_value`.
         if let Some(v) = present(map, "exporters") {
             self.exporters(v, &path.key("exporters"), &mut config)?;
         }

@@ -8,6 +8,10 @@
 //!   `github_com/devopsfaith/krakend-opencensus`, not both.
 //! - Rust: [`Config::builder`], with [`OcAgentConfig`], [`PrometheusConfig`] and [`ZPagesConfig`].
 //!
+//! One difference: a JSON block must name at least one exporter (KrakenD's rule), while a built config may
+//! name none and leave them to [`TelemetryBuilder::exporter`](crate::TelemetryBuilder::exporter). `init`
+//! refuses to start with no exporter at all.
+//!
 //! Every invalid value is an [`Error::Config`] whose `path` names the value as it sits in the document,
 //! e.g. `extra_config."telemetry/opencensus".exporters.ocagent.reconnection` for a whole file. For a bare
 //! block the path starts at the block's own keys (`exporters.ocagent.reconnection`), and the builder
@@ -147,7 +151,10 @@ impl Config {
     }
 
     /// Starts a configuration in Rust. Nothing is traced (`sample_rate` 0) and no exporter is set until
-    /// you say so; [`ConfigBuilder::build`] checks the same rules as the JSON reader.
+    /// you say so; [`ConfigBuilder::build`] checks the same rules as the JSON reader, except that it
+    /// accepts a config without exporters, for exporters added in code with
+    /// [`TelemetryBuilder::exporter`](crate::TelemetryBuilder::exporter). `init` refuses to start with no
+    /// exporter at all.
     ///
     /// ```
     /// use std::time::Duration;
@@ -161,9 +168,9 @@ impl Config {
     ///     .build()?;
     /// assert_eq!(config.ocagent.as_ref().map(|o| o.reconnection), Some(Duration::from_secs(2)));
     ///
-    /// // At least one exporter is required.
-    /// let err = Config::builder().sample_rate(100).build().unwrap_err();
-    /// assert!(err.to_string().contains("no exporter configured"));
+    /// // Errors name the setting by its JSON key.
+    /// let err = Config::builder().sample_rate(101).build().unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid telemetry config at sample_rate: expected an integer"));
     /// # Ok::<(), oclayer_runtime::Error>(())
     /// ```
     pub fn builder() -> ConfigBuilder {
@@ -182,6 +189,11 @@ impl Config {
     /// `krakend.json`, and `exporters.prometheus.port` for a bare block or the builder.
     pub fn path_of(&self, key: &str) -> String {
         if self.block_path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.block_path) }
+    }
+
+    /// Whether the config itself starts an exporter (ocagent, Prometheus or zpages).
+    pub(crate) fn names_an_exporter(&self) -> bool {
+        self.ocagent.is_some() || self.prometheus.is_some() || self.zpages.is_some()
     }
 }
 
@@ -499,11 +511,12 @@ impl ConfigBuilder {
     }
 
     /// Checks the settings with the JSON reader's rules. Errors name the JSON key the setting stands for
-    /// (`sample_rate`, `exporters.prometheus.port`, ...).
+    /// (`sample_rate`, `exporters.prometheus.port`, ...). Unlike a JSON block, a built config may name no
+    /// exporter: add yours with [`TelemetryBuilder::exporter`](crate::TelemetryBuilder::exporter).
     ///
     /// # Errors
-    /// [`Error::Config`]: no exporter, `sample_rate` above 100, an invalid address, header, port or
-    /// namespace, two servers on one port.
+    /// [`Error::Config`]: `sample_rate` above 100, an invalid address, header, port or namespace, two
+    /// servers on one port.
     pub fn build(self) -> Result<Config, Error> {
         let mut config = Config {
             sample_rate: self.sample_rate,

@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::report::{JsonPath, config_error, list, quoted};
+use super::report::{JsonPath, config_error, quoted};
 use super::{
-    Config, DEFAULT_RECONNECTION, DEFAULT_REPORTING_PERIOD, OcAgentConfig, PrometheusConfig,
-    SUPPORTED_EXPORTERS, ZPagesConfig,
+    Config, DEFAULT_RECONNECTION, DEFAULT_REPORTING_PERIOD, OcAgentConfig, PrometheusConfig, ZPagesConfig,
 };
 use crate::Error;
 
@@ -35,16 +34,9 @@ pub(super) fn config(config: &mut Config, block: &JsonPath) -> Result<(), Error>
     config.reporting_period = reporting_period(config.reporting_period)
         .map_err(|m| config_error(&block.key("reporting_period"), m))?;
 
+    // No exporter at all is not checked here: a Rust config may leave them to `TelemetryBuilder::exporter`.
+    // The JSON reader requires one (KrakenD's rule), and `init` requires one from either side.
     let exporters = block.key("exporters");
-    if config.ocagent.is_none() && config.prometheus.is_none() && config.zpages.is_none() {
-        return Err(config_error(
-            &exporters,
-            format!(
-                "no exporter configured: expected at least one of {}, e.g. {{\"prometheus\": {{\"port\": 9091}}}}",
-                list(&SUPPORTED_EXPORTERS)
-            ),
-        ));
-    }
     if let Some(ocagent) = &mut config.ocagent {
         ocagent_config(ocagent, &exporters.key("ocagent"))?;
     }
