@@ -56,7 +56,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Whether `--listen` was given: only the default may fall back to a free port.
     pub listen_explicit: bool,
-    /// An external agent (`host:port`), or `None` for the embedded one.
+    /// An external agent (`host:port`), or `None` for the embedded one. Checked with the config's rules
+    /// once applied to the config (`setup::load_config`).
     pub agent_address: Option<String>,
     /// Requests the load generator sends.
     pub requests: u64,
@@ -64,9 +65,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Serve until a signal instead of sending load.
     pub serve: bool,
-    /// Overrides `exporters.prometheus.port`.
+    /// Overrides `exporters.prometheus.port`; checked with the config's rules once applied.
     pub prometheus_port: Option<u16>,
-    /// Overrides `sample_rate`.
+    /// Overrides `sample_rate`; checked with the config's rules once applied.
     pub sample_rate: Option<u8>,
     /// Layers turned off on top of the config's `enabled_layers`.
     pub disable_layers: Vec<Layer>,
@@ -150,8 +151,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 options.listen_explicit = true;
             }
             "--agent-address" => {
-                let text = value("the agent's host:port, such as localhost:55678")?;
-                options.agent_address = Some(check_host_port(&text)?);
+                options.agent_address = Some(value("the agent's host:port, such as localhost:55678")?);
             }
             "--requests" => {
                 let text = value("a number of requests")?;
@@ -168,13 +168,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 }
                 options.serve = true;
             }
+            // The values these two take are the config's to judge (`setup::load_config`); here they only
+            // have to fit the config's field.
             "--prometheus-port" => {
                 let text = value("a port, 1..=65535")?;
-                options.prometheus_port = Some(number(&flag, &text, 1, u64::from(u16::MAX))? as u16);
+                options.prometheus_port = Some(field(&flag, &text, "a port number from 1 to 65535")?);
             }
             "--sample-rate" => {
                 let text = value("a percentage, 0..=100")?;
-                options.sample_rate = Some(number(&flag, &text, 0, 100)? as u8);
+                options.sample_rate = Some(field(&flag, &text, "a whole percentage from 0 to 100")?);
             }
             "--disable-layer" => {
                 let text = value("router, pipe or backend")?;
@@ -209,30 +211,10 @@ fn number(flag: &str, text: &str, min: u64, max: u64) -> Result<u64, UsageError>
     }
 }
 
-/// `host:port` as the ocagent exporter takes it: no scheme, a port, IPv6 in brackets. The exporter checks
-/// the rest when it starts.
-fn check_host_port(text: &str) -> Result<String, UsageError> {
-    let problem = if text.contains("://") {
-        Some("leave out the scheme")
-    } else {
-        match text.rsplit_once(':') {
-            None => Some("a port is required"),
-            Some(("", _)) => Some("a host is required"),
-            Some((host, _)) if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) => {
-                Some("write an IPv6 address in brackets, such as [::1]:55678")
-            }
-            Some((_, port)) if !matches!(port.parse::<u16>(), Ok(p) if p != 0) => {
-                Some("the port must be a number from 1 to 65535")
-            }
-            Some(_) => None,
-        }
-    };
-    match problem {
-        Some(problem) => Err(UsageError(format!(
-            "--agent-address takes host:port such as localhost:55678, found {text:?}: {problem}"
-        ))),
-        None => Ok(text.to_owned()),
-    }
+/// A flag value read into the type of the config field it overrides. `what` describes the value; whether
+/// the config accepts it is for `Config::validate` to say.
+fn field<T: std::str::FromStr>(flag: &str, text: &str, what: &str) -> Result<T, UsageError> {
+    text.parse().map_err(|_| UsageError(format!("{flag} takes {what}, found {text:?}")))
 }
 
 #[cfg(test)]
@@ -271,12 +253,15 @@ mod tests {
     fn mistakes_name_the_flag() {
         let message = |args: &[&str]| run(args).expect_err("invalid").0;
         assert_eq!(
-            message(&["--sample-rate", "150"]),
-            "--sample-rate takes a whole number from 0 to 100, found \"150\""
+            message(&["--sample-rate", "ten"]),
+            "--sample-rate takes a whole percentage from 0 to 100, found \"ten\""
+        );
+        assert_eq!(
+            message(&["--prometheus-port", "70000"]),
+            "--prometheus-port takes a port number from 1 to 65535, found \"70000\""
         );
         assert_eq!(message(&["--requests"]), "--requests needs a value: a number of requests");
         assert_eq!(message(&["--bogus"]), "unknown flag --bogus");
-        assert!(message(&["--agent-address", "http://x:1"]).ends_with("leave out the scheme"));
         assert!(message(&["--disable-layer", "proxy"]).contains("router, pipe or backend"));
         assert!(message(&["--serve", "--requests", "5"]).contains("exclude each other"));
     }

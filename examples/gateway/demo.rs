@@ -86,7 +86,8 @@ pub struct Stopped {
 impl Demo {
     /// Starts everything. Nothing is left running on error.
     pub async fn start(options: &Options) -> Result<Demo, DemoError> {
-        // The config first: a mistake in it should be reported before anything starts.
+        // The config first (the flags too, `--agent-address` included): a mistake in it should be reported
+        // before anything starts.
         let mut config = setup::load_config(options)?;
         let (agent, agent_address) = match &options.agent_address {
             Some(external) => (None, external.clone()),
@@ -96,10 +97,10 @@ impl Demo {
                     .await
                     .map_err(|e| DemoError::Runtime(format!("cannot start the embedded agent: {e}")))?;
                 let address = agent.local_addr().to_string();
+                setup::point_at_agent(&mut config, address.clone(), true);
                 (Some(agent), address)
             }
         };
-        setup::point_at_agent(&mut config, agent_address.clone(), agent.is_some());
         let mut started = setup::start(&mut config, options)?;
 
         let upstreams = upstream::start()

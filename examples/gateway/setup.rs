@@ -16,11 +16,11 @@ use super::demo::DemoError;
 /// The service name the demo reports when the config's ocagent block does not name one.
 pub const SERVICE_NAME: &str = "oclayer-gateway";
 
-/// Reads the config file and applies the flags that do not depend on the agent: sample rate, disabled
-/// layers and the Prometheus port.
+/// Reads the config file and applies the flags on top of it: sample rate, disabled layers, the Prometheus
+/// port and an external agent (`--agent-address`; the embedded agent is pointed at once it runs).
 ///
-/// The flags were checked by the command line parser with the config reader's rules; they are written
-/// into the parsed config's fields, since `Config` has no way to re-check a modified config.
+/// Each flag's value is written into the parsed config and checked with `Config::validate`, so the config
+/// reader's rules (and words) apply to flags too; the error names the flag.
 pub fn load_config(options: &Options) -> Result<Config, DemoError> {
     let mut config = Config::from_file(&options.config).map_err(|e| DemoError::Config(e.to_string()))?;
     for warning in config.warnings() {
@@ -28,6 +28,7 @@ pub fn load_config(options: &Options) -> Result<Config, DemoError> {
     }
     if let Some(rate) = options.sample_rate {
         config.sample_rate = rate;
+        check(&config, "--sample-rate")?;
     }
     for layer in &options.disable_layers {
         match layer {
@@ -38,18 +39,28 @@ pub fn load_config(options: &Options) -> Result<Config, DemoError> {
     }
     if let (Some(port), Some(prometheus)) = (options.prometheus_port, config.prometheus.as_mut()) {
         prometheus.port = port;
+        check(&config, "--prometheus-port")?;
     } else if let Some(port) = options.prometheus_port {
         eprintln!(
             "note: --prometheus-port {port} has no effect: {} has no exporters.prometheus block",
             options.config.display()
         );
     }
+    if let Some(address) = &options.agent_address {
+        point_at_agent(&mut config, address.clone(), false);
+        check(&config, "--agent-address")?;
+    }
     Ok(config)
+}
+
+/// The config after `flag` changed it: the file was valid, so an error here is the flag's.
+fn check(config: &Config, flag: &str) -> Result<(), DemoError> {
+    config.validate().map_err(|e| DemoError::Config(format!("{flag}: {e}")))
 }
 
 /// Points the ocagent exporter at `address`: the embedded agent's (`embedded`, plain text on loopback,
 /// whatever the file says about TLS) or the one `--agent-address` named. A config without the ocagent
-/// exporter gets one, so the demo always shows what an agent receives.
+/// exporter gets one, so the demo always shows what an agent receives. `init` checks the address.
 pub fn point_at_agent(config: &mut Config, address: String, embedded: bool) {
     let ocagent = config
         .ocagent
@@ -171,4 +182,75 @@ fn startup_error(error: oclayer::Error) -> DemoError {
 pub fn free_port(address: SocketAddr) -> std::io::Result<u16> {
     let listener = TcpListener::bind(SocketAddr::new(address.ip(), 0))?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::default_config_path;
+
+    /// The demo's own `examples/krakend.json` with `change` applied to the flags.
+    fn load(change: impl FnOnce(&mut Options)) -> Result<Config, DemoError> {
+        let mut options = Options { config: default_config_path(), ..Options::new() };
+        change(&mut options);
+        load_config(&options)
+    }
+
+    fn config_error(result: Result<Config, DemoError>) -> String {
+        match result {
+            Err(error @ DemoError::Config(_)) => {
+                assert_eq!(error.exit_code(), 2, "the user's to fix");
+                error.to_string()
+            }
+            Err(other) => panic!("expected a config error, got {other}"),
+            Ok(config) => panic!("expected a config error, got {config:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_are_checked_with_the_config_rules_and_named() {
+        let block = r#"extra_config."telemetry/opencensus""#;
+        let message = config_error(load(|o| o.sample_rate = Some(150)));
+        assert!(
+            message.starts_with(&format!(
+                "--sample-rate: invalid telemetry config at {block}.sample_rate: expected an integer \
+                 percentage from 0 to 100, found 150"
+            )),
+            "{message}"
+        );
+        let message = config_error(load(|o| o.prometheus_port = Some(0)));
+        assert!(
+            message.starts_with(&format!(
+                "--prometheus-port: invalid telemetry config at {block}.exporters.prometheus.port: expected a \
+                 port number from 1 to 65535, found 0"
+            )),
+            "{message}"
+        );
+        let message = config_error(load(|o| o.agent_address = Some("http://collector:55678".into())));
+        assert!(
+            message.starts_with(&format!(
+                "--agent-address: invalid telemetry config at {block}.exporters.ocagent.address: expected \
+                 host:port"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("without a scheme"), "{message}");
+        let message = config_error(load(|o| o.agent_address = Some("collector".into())));
+        assert!(message.contains("the port is missing"), "{message}");
+    }
+
+    #[test]
+    fn valid_flags_land_in_the_config() {
+        let config = load(|o| {
+            o.sample_rate = Some(10);
+            o.prometheus_port = Some(9100);
+            o.agent_address = Some("[::1]:55678".into());
+            o.disable_layers = vec![Layer::Pipe];
+        })
+        .expect("valid flags");
+        assert_eq!(config.sample_rate, 10);
+        assert_eq!(config.prometheus.as_ref().map(|p| p.port), Some(9100));
+        assert_eq!(config.ocagent.as_ref().map(|o| o.address.as_str()), Some("[::1]:55678"));
+        assert!(config.enabled_layers.router && !config.enabled_layers.pipe && config.enabled_layers.backend);
+    }
 }

@@ -35,9 +35,9 @@ static LIVE: AtomicBool = AtomicBool::new(false);
 
 /// Starts the telemetry pipeline from `config` with the exporters it names.
 ///
-/// Fails if a pipeline is already running, if there is no exporter at all ([`Error::Config`] at
-/// `exporters`), if an exporter cannot start (e.g. its port is taken), or if the background thread cannot
-/// be created.
+/// Fails if `config` is invalid (its fields were changed to values [`Config::validate`] refuses), if a
+/// pipeline is already running, if there is no exporter at all ([`Error::Config`] at `exporters`), if an
+/// exporter cannot start (e.g. its port is taken), or if the background thread cannot be created.
 pub fn init(config: Config) -> Result<Telemetry, Error> {
     Telemetry::builder(config).init()
 }
@@ -102,7 +102,10 @@ impl TelemetryBuilder {
     }
 
     /// Starts the pipeline. See [`init`].
-    pub fn init(self) -> Result<Telemetry, Error> {
+    pub fn init(mut self) -> Result<Telemetry, Error> {
+        // The config's fields are public: check them again, as they may have changed since it was read or
+        // built. Before anything else, so that an invalid config changes nothing.
+        self.config = self.config.validated()?;
         if LIVE.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_err() {
             return Err(Error::AlreadyInitialized);
         }

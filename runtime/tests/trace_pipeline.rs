@@ -135,6 +135,25 @@ fn init_needs_an_exporter_from_the_config_or_from_code() {
 }
 
 #[test]
+fn init_checks_a_config_changed_after_it_was_built() {
+    let _serial = serial();
+    trace::set_sampler(Sampler::AlwaysOff);
+    let mut config = config(100);
+    config.sample_rate = 150;
+    match Telemetry::builder(config).exporter(Arc::new(InMemoryExporter::new())).init() {
+        Err(Error::Config { path, message }) => {
+            assert_eq!(path, "sample_rate");
+            assert!(message.contains("from 0 to 100, found 150"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert_eq!(trace::sampler(), Sampler::AlwaysOff, "an invalid config changes nothing");
+    assert!(Layer::ALL.iter().all(|layer| !layer.is_enabled()));
+    let (telemetry, _) = start(100);
+    block_on(telemetry.shutdown()).expect("shutdown");
+}
+
+#[test]
 fn dropping_the_handle_hands_queued_spans_over_without_waiting() {
     let _serial = serial();
     let (telemetry, exported) = start(100);

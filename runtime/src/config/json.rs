@@ -55,7 +55,7 @@ pub(super) fn parse_value(document: &Value) -> Result<Config, Error> {
             ),
         ));
     }
-    config.block_path = if path.is_root() { String::new() } else { path.to_string() };
+    config.block_path = path;
     config.warnings = reader.warnings;
     Ok(config)
 }
@@ -198,7 +198,7 @@ impl Reader {
             ocagent: None,
             prometheus: None,
             zpages: None,
-            block_path: String::new(),
+            block_path: JsonPath::root(),
             warnings: Vec::new(),
         };
         if let Some(v) = present(map, "sample_rate") {

@@ -79,8 +79,8 @@ pub struct Config {
     /// The `/debug` pages, if configured.
     pub zpages: Option<ZPagesConfig>,
     /// Where the block sits in the document it was read from (`extra_config."telemetry/opencensus"`);
-    /// empty for a bare block and for the builder.
-    block_path: String,
+    /// the root for a bare block and for the builder.
+    block_path: report::JsonPath,
     /// Keys that were ignored, and why.
     warnings: Vec<ConfigWarning>,
 }
@@ -188,7 +188,38 @@ impl Config {
     /// `extra_config."telemetry/opencensus".exporters.prometheus.port` when the config came from a whole
     /// `krakend.json`, and `exporters.prometheus.port` for a bare block or the builder.
     pub fn path_of(&self, key: &str) -> String {
-        if self.block_path.is_empty() { key.to_owned() } else { format!("{}.{key}", self.block_path) }
+        if self.block_path.is_root() { key.to_owned() } else { format!("{}.{key}", self.block_path) }
+    }
+
+    /// Checks a config whose public fields were changed after it was read or built (a command-line
+    /// override, say), with the rules and words of the reader and the builder: errors name the setting by
+    /// its JSON path ([`path_of`](Config::path_of)). A zero duration or an empty service name passes, as
+    /// in the builder: it stands for the default, which `init` fills in. `init` runs the same check, so
+    /// calling this first only reports a mistake earlier. It does not require an exporter: exporters may
+    /// be added in code, and `init` checks that there is one from either side.
+    ///
+    /// ```
+    /// use oclayer_runtime::Config;
+    ///
+    /// let mut config = Config::from_json_str(r#"{"exporters": {"prometheus": {"port": 9091}}}"#)?;
+    /// config.sample_rate = 150;
+    /// let err = config.validate().unwrap_err();
+    /// assert!(err.to_string().starts_with("invalid telemetry config at sample_rate: expected an integer"));
+    /// # Ok::<(), oclayer_runtime::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`], as [`ConfigBuilder::build`].
+    pub fn validate(&self) -> Result<(), Error> {
+        self.clone().validated().map(drop)
+    }
+
+    /// The config checked again and with its defaults filled in, for `init`: its fields are public, so it
+    /// may have changed since it was read or built.
+    pub(crate) fn validated(mut self) -> Result<Config, Error> {
+        let block = self.block_path.clone();
+        validate::config(&mut self, &block)?;
+        Ok(self)
     }
 
     /// Whether the config itself starts an exporter (ocagent, Prometheus or zpages).
@@ -525,7 +556,7 @@ impl ConfigBuilder {
             ocagent: self.ocagent,
             prometheus: self.prometheus,
             zpages: self.zpages,
-            block_path: String::new(),
+            block_path: report::JsonPath::root(),
             warnings: Vec::new(),
         };
         validate::config(&mut config, &report::JsonPath::root())?;

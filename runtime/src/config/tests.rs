@@ -956,6 +956,81 @@ fn builder_checks_namespace() {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// validate: a config changed after it was read or built
+
+/// The path and message of `config.validate()`'s error.
+fn validate_err(config: &Config) -> (String, String) {
+    match config.validate() {
+        Err(Error::Config { path, message }) => (path, message),
+        other => panic!("expected Error::Config, got {other:?}"),
+    }
+}
+
+#[test]
+fn validate_checks_changed_fields_where_the_file_has_them() {
+    let read = parse(&whole(
+        r#"{"exporters": {"prometheus": {"port": 9091}, "ocagent": {"address": "agent:55678"}}}"#,
+    ));
+    assert_eq!(read.validate().ok(), Some(()));
+
+    let mut config = read.clone();
+    config.sample_rate = 150;
+    let (path, message) = validate_err(&config);
+    assert_eq!(path, format!("{P}.sample_rate"));
+    assert!(message.contains("from 0 to 100, found 150"), "{message}");
+
+    let mut config = read.clone();
+    config.prometheus.as_mut().expect("prometheus").port = 0;
+    assert_eq!(validate_err(&config).0, format!("{P}.exporters.prometheus.port"));
+
+    let mut config = read.clone();
+    config.zpages = Some(ZPagesConfig::new(9091));
+    let (path, message) = validate_err(&config);
+    assert_eq!(path, format!("{P}.exporters.zpages.port"));
+    assert!(message.contains("already taken"), "{message}");
+
+    let mut config = read.clone();
+    config.ocagent.as_mut().expect("ocagent").address = "http://agent:55678".to_owned();
+    let (path, message) = validate_err(&config);
+    assert_eq!(path, format!("{P}.exporters.ocagent.address"));
+    assert!(message.contains("without a scheme"), "{message}");
+
+    // Values that stand for a default pass, as in the builder; so does a config left with no exporter
+    // (one may be added in code; `init` checks that there is one).
+    let mut config = read;
+    config.reporting_period = Duration::ZERO;
+    config.ocagent.as_mut().expect("ocagent").reconnection = Duration::ZERO;
+    config.enabled_layers.pipe = false;
+    assert_eq!(config.validate().ok(), Some(()));
+    config.ocagent = None;
+    config.prometheus = None;
+    assert_eq!(config.validate().ok(), Some(()));
+}
+
+#[test]
+fn validate_names_builder_settings_by_their_keys() {
+    let mut config = Config::builder().prometheus(PrometheusConfig::new(9091)).build().expect("valid");
+    config.sample_rate = 101;
+    assert_eq!(validate_err(&config).0, "sample_rate");
+    config.sample_rate = 100;
+    config.prometheus = Some(PrometheusConfig::new(9091).with_namespace("my-gateway"));
+    assert_eq!(validate_err(&config).0, "exporters.prometheus.namespace");
+}
+
+#[test]
+fn validated_fills_the_defaults_as_reading_does() {
+    let mut config = parse(PROMETHEUS_ONLY);
+    config.reporting_period = Duration::ZERO;
+    config.ocagent =
+        Some(OcAgentConfig::new().with_reconnection(Duration::ZERO).with_header("X-Tenant", "blue"));
+    let config = config.validated().expect("valid");
+    assert_eq!(config.reporting_period, DEFAULT_REPORTING_PERIOD);
+    let ocagent = config.ocagent.expect("ocagent");
+    assert_eq!(ocagent.reconnection, DEFAULT_RECONNECTION);
+    assert_eq!(ocagent.headers.keys().collect::<Vec<_>>(), ["x-tenant"]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Files
 
 #[test]
