@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use oclayer::config::Config;
@@ -34,6 +34,7 @@ use oclayer::export::{Exporter, SpanBatch};
 use oclayer::layer::{self, Layer, PipeOutcome};
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
+use oclayer_benches::ThreadCpuTime;
 
 // ---- the fns ---------------------------------------------------------------------------------------------
 
@@ -220,54 +221,9 @@ fn all(c: &mut Criterion<ThreadCpuTime>) {
     peer_benches(c);
 }
 
-// ---- the clock -------------------------------------------------------------------------------------------
-
-/// Time spent running on a CPU by the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
-struct ThreadCpuTime {
-    /// Formats nanoseconds as the wall clock does.
-    nanos: WallTime,
-}
-
-fn thread_cpu_nanos() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0)
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos() - start
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.nanos.formatter()
-    }
-}
-
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime { nanos: WallTime });
+    config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = all
 }
 criterion_main!(benches);

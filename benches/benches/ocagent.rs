@@ -29,6 +29,7 @@ use oclayer::config::OcAgentConfig;
 use oclayer::export::{Exporter, OcAgentExporter, SpanBatch};
 use oclayer::trace::{AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, Status, TraceId};
 use oclayer_agent::Agent;
+use oclayer_benches::thread_cpu_time;
 
 const BATCH: usize = 300;
 const BATCHES_PER_ITERATION: usize = 100;
@@ -78,19 +79,10 @@ struct Background {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// The calling thread's CPU time.
-fn thread_cpu() -> Duration {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
 impl Background {
     /// The CPU time of this runtime's thread so far (a current-thread runtime runs its tasks there).
     fn cpu(&self) -> Duration {
-        let task = self.handle.spawn(async { thread_cpu() });
+        let task = self.handle.spawn(async { thread_cpu_time() });
         futures_block_on(&self.handle, task)
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oclayer::layer::{self, LATENCY_BOUNDS_MS};
 use oclayer::stats::{self, Aggregation, Float64Measure, TagKey, View};
+use oclayer_benches::thread_cpu_time;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
@@ -41,14 +42,6 @@ fn record_oclayer(value: f64) {
         &[LATENCY.m(value)],
         &[(&ROUTE, "/users/{id}"), (&METHOD, "GET"), (&STATUS, "200")],
     );
-}
-
-fn thread_cpu_time() -> Duration {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 /// The CPU time `iters` calls of `record` take on this thread.

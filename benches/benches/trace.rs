@@ -17,54 +17,12 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oclayer::config::Config;
 use oclayer::export::{Exporter, SpanBatch};
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
-
-/// Time spent running on a CPU by the calling thread (`CLOCK_THREAD_CPUTIME_ID`), in nanoseconds.
-struct ThreadCpuTime {
-    /// Formats nanoseconds as the wall clock does.
-    nanos: WallTime,
-}
-
-fn thread_cpu_nanos() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = u64;
-    type Value = u64;
-
-    fn start(&self) -> u64 {
-        thread_cpu_nanos()
-    }
-
-    fn end(&self, start: u64) -> u64 {
-        thread_cpu_nanos() - start
-    }
-
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-
-    fn zero(&self) -> u64 {
-        0
-    }
-
-    fn to_f64(&self, value: &u64) -> f64 {
-        *value as f64
-    }
-
-    fn formatter(&self) -> &dyn ValueFormatter {
-        self.nanos.formatter()
-    }
-}
+use oclayer_benches::ThreadCpuTime;
 
 /// Takes batches and drops them: only the request path's cost is timed.
 struct Discard;
@@ -156,7 +114,7 @@ fn cpu_clock(c: &mut Criterion<ThreadCpuTime>) {
 criterion_group!(wall, wall_clock);
 criterion_group! {
     name = cpu;
-    config = Criterion::default().with_measurement(ThreadCpuTime { nanos: WallTime });
+    config = Criterion::default().with_measurement(ThreadCpuTime);
     targets = cpu_clock
 }
 criterion_main!(wall, cpu);

@@ -1,8 +1,8 @@
 //! The `#[trace_layer]` attribute of oclayer. Users reach it through the `oclayer` facade, whose docs
 //! describe the arguments; this crate only turns the attribute into calls to `oclayer::__private`.
 //!
-//! The work is done in three steps, one per module: [`parse`] reads the attribute and the fn, [`valid`]
-//! checks them and works out the fn's shape, [`expand`] writes the instrumented fn.
+//! The work is done in three steps, one per module: `parse` reads the attribute and the fn, `valid`
+//! checks them and works out the fn's shape, `expand` writes the instrumented fn.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;

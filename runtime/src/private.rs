@@ -14,7 +14,7 @@
 //! ```
 //!
 //! [`Call`] carries what the layer needs from the start to the end of the call and records it when the
-//! call ends: from [`Call::finish`] with the body's value, on a panic, or, when dropped unfinished, as a
+//! call ends: from `Call::finish` with the body's value, on a panic, or, when dropped unfinished, as a
 //! cancellation. A disabled layer makes an inert `Call`: one relaxed atomic load, then the body runs as if
 //! unannotated. An enabled but unsampled call allocates nothing: its span is an id pair, its tags are
 //! static strings or inline copies.
