@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use oclayer::config::OcAgentConfig;
 use oclayer::export::{Exporter, OcAgentExporter, SpanBatch};
-use oclayer::trace::{AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, Status, TraceId};
+use oclayer::trace::{AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, TraceId};
 use oclayer_agent::Agent;
 use oclayer_benches::thread_cpu_time;
 
@@ -38,18 +38,13 @@ const SPANS_PER_ITERATION: u64 = (BATCH * BATCHES_PER_ITERATION) as u64;
 /// A router span as the layer records it: six HTTP attributes, a status.
 fn router_span() -> SpanData {
     let start = SystemTime::now();
+    let context = SpanContext {
+        trace_id: TraceId::random(),
+        span_id: SpanId::random(),
+        sampled: true,
+        ..Default::default()
+    };
     SpanData {
-        context: SpanContext {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
-            sampled: true,
-            ..Default::default()
-        },
-        parent_span_id: None,
-        name: "/users/{id}".into(),
-        kind: SpanKind::Server,
-        start_time: start,
-        end_time: start + Duration::from_micros(1234),
         attributes: Attributes {
             entries: vec![
                 ("http.method".into(), AttributeValue::from("GET")),
@@ -61,14 +56,8 @@ fn router_span() -> SpanData {
             ],
             dropped: 0,
         },
-        time_events: Vec::new(),
-        dropped_annotations: 0,
-        dropped_message_events: 0,
-        links: Vec::new(),
-        dropped_links: 0,
-        status: Status::default(),
-        same_process_as_parent_span: None,
         child_span_count: 1,
+        ..SpanData::new(context, "/users/{id}", SpanKind::Server, start, start + Duration::from_micros(1234))
     }
 }
 

@@ -327,6 +327,47 @@ pub struct SpanData {
 }
 
 impl SpanData {
+    /// A root span with nothing recorded: no parent, no attributes, events or links, status `Ok`. For
+    /// exporters' and users' tests, which set what they check with struct update syntax:
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use oclayer_runtime::trace::{SpanContext, SpanData, SpanKind, StatusCode};
+    ///
+    /// let start = SystemTime::now();
+    /// let span = SpanData {
+    ///     child_span_count: 2,
+    ///     ..SpanData::new(SpanContext::default(), "/users/{id}", SpanKind::Server, start, start + Duration::from_millis(3))
+    /// };
+    /// assert_eq!(span.duration(), Duration::from_millis(3));
+    /// assert_eq!(span.status.code, StatusCode::Ok);
+    /// ```
+    pub fn new(
+        context: SpanContext,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        start_time: SystemTime,
+        end_time: SystemTime,
+    ) -> SpanData {
+        SpanData {
+            context,
+            parent_span_id: None,
+            name: name.into(),
+            kind,
+            start_time,
+            end_time,
+            attributes: Attributes::default(),
+            time_events: Vec::new(),
+            dropped_annotations: 0,
+            dropped_message_events: 0,
+            links: Vec::new(),
+            dropped_links: 0,
+            status: Status::default(),
+            same_process_as_parent_span: None,
+            child_span_count: 0,
+        }
+    }
+
     /// The span's duration; zero if the clock says otherwise.
     pub fn duration(&self) -> std::time::Duration {
         self.end_time.duration_since(self.start_time).unwrap_or_default()

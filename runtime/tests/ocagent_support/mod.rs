@@ -11,7 +11,7 @@ use oclayer_agent::{Agent, AgentHandle, ReceivedSpan, StreamKind, StreamRecord};
 use oclayer_runtime::config::OcAgentConfig;
 use oclayer_runtime::export::{OcAgentExporter, SpanBatch};
 use oclayer_runtime::trace::{
-    AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, Status, TraceId, TraceState,
+    AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, TraceId, TraceState,
 };
 
 /// Generous: waits end as soon as their condition holds, so this only matters when something is wrong.
@@ -44,30 +44,18 @@ pub fn exporter(config: &OcAgentConfig) -> Arc<OcAgentExporter> {
 /// A root server span named `name` with a fresh trace.
 pub fn span(name: &str) -> SpanData {
     let start = SystemTime::now();
+    let context = SpanContext {
+        trace_id: TraceId::random(),
+        span_id: SpanId::random(),
+        sampled: true,
+        tracestate: TraceState::EMPTY,
+    };
     SpanData {
-        context: SpanContext {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
-            sampled: true,
-            tracestate: TraceState::EMPTY,
-        },
-        parent_span_id: None,
-        name: Cow::Owned(name.to_owned()),
-        kind: SpanKind::Server,
-        start_time: start,
-        end_time: start + Duration::from_millis(3),
         attributes: Attributes {
             entries: vec![(Cow::Borrowed("http.method"), AttributeValue::from("GET"))],
             dropped: 0,
         },
-        time_events: Vec::new(),
-        dropped_annotations: 0,
-        dropped_message_events: 0,
-        links: Vec::new(),
-        dropped_links: 0,
-        status: Status::default(),
-        same_process_as_parent_span: None,
-        child_span_count: 0,
+        ..SpanData::new(context, name.to_owned(), SpanKind::Server, start, start + Duration::from_millis(3))
     }
 }
 

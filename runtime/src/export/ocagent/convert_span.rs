@@ -163,28 +163,13 @@ mod tests {
     }
 
     fn root() -> SpanData {
-        SpanData {
-            context: SpanContext {
-                trace_id: TraceId([1; 16]),
-                span_id: SpanId([2; 8]),
-                sampled: true,
-                tracestate: TraceState::EMPTY,
-            },
-            parent_span_id: None,
-            name: Cow::Borrowed("/users/{id}"),
-            kind: SpanKind::Server,
-            start_time: at(1_700_000_000, 5),
-            end_time: at(1_700_000_001, 7),
-            attributes: Attributes::default(),
-            time_events: Vec::new(),
-            dropped_annotations: 0,
-            dropped_message_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::default(),
-            same_process_as_parent_span: None,
-            child_span_count: 0,
-        }
+        let context = SpanContext {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([2; 8]),
+            sampled: true,
+            tracestate: TraceState::EMPTY,
+        };
+        SpanData::new(context, "/users/{id}", SpanKind::Server, at(1_700_000_000, 5), at(1_700_000_001, 7))
     }
 
     #[test]

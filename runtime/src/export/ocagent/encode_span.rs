@@ -274,27 +274,15 @@ mod tests {
     }
 
     fn plain() -> SpanData {
-        SpanData {
-            context: SpanContext {
-                trace_id: TraceId([1; 16]),
-                span_id: SpanId([2; 8]),
-                ..SpanContext::default()
-            },
-            parent_span_id: None,
-            name: Cow::Borrowed("/users/{id}"),
-            kind: SpanKind::Server,
-            start_time: UNIX_EPOCH + Duration::new(1_700_000_000, 5),
-            end_time: UNIX_EPOCH + Duration::new(1_700_000_001, 0),
-            attributes: Attributes::default(),
-            time_events: Vec::new(),
-            dropped_annotations: 0,
-            dropped_message_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::default(),
-            same_process_as_parent_span: None,
-            child_span_count: 0,
-        }
+        let context =
+            SpanContext { trace_id: TraceId([1; 16]), span_id: SpanId([2; 8]), ..SpanContext::default() };
+        SpanData::new(
+            context,
+            "/users/{id}",
+            SpanKind::Server,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 5),
+            UNIX_EPOCH + Duration::new(1_700_000_001, 0),
+        )
     }
 
     #[test]

@@ -469,34 +469,17 @@ mod tests {
 
     use super::*;
     use crate::export::SpanBatch;
-    use crate::trace::{
-        AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, Status, TraceId,
-    };
+    use crate::trace::{AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, TraceId};
 
     fn span_with_attribute_bytes(bytes: usize) -> SpanData {
+        let context =
+            SpanContext { trace_id: TraceId([1; 16]), span_id: SpanId([2; 8]), ..SpanContext::default() };
         SpanData {
-            context: SpanContext {
-                trace_id: TraceId([1; 16]),
-                span_id: SpanId([2; 8]),
-                ..SpanContext::default()
-            },
-            parent_span_id: None,
-            name: Cow::Borrowed("s"),
-            kind: SpanKind::Server,
-            start_time: UNIX_EPOCH,
-            end_time: SystemTime::now(),
             attributes: Attributes {
                 entries: vec![(Cow::Borrowed("body"), AttributeValue::String(Cow::Owned("x".repeat(bytes))))],
                 dropped: 0,
             },
-            time_events: Vec::new(),
-            dropped_annotations: 0,
-            dropped_message_events: 0,
-            links: Vec::new(),
-            dropped_links: 0,
-            status: Status::default(),
-            same_process_as_parent_span: None,
-            child_span_count: 0,
+            ..SpanData::new(context, "s", SpanKind::Server, UNIX_EPOCH, SystemTime::now())
         }
     }
 
