@@ -17,8 +17,8 @@ use oclayer_runtime::stats::{
     ViewDescriptor,
 };
 use oclayer_runtime::trace::{
-    AttributeValue, Attributes, SpanContext, SpanData, SpanId, SpanKind, Status, StatusCode, TimeEvent,
-    TimeEventKind, TraceId, TraceState,
+    AttributeValue, Attributes, Parent, Sampler, SpanBuilder, SpanContext, SpanData, SpanId, SpanKind,
+    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState,
 };
 
 const HOSTILE: &str = "<script>alert(\"x\")</script>";
@@ -310,6 +310,41 @@ fn running_spans_are_shown_when_the_tracing_core_counts_them() {
     assert!(summary_row(&page, "/fast").contains("<td class=\"n muted\">0</td>"));
     assert!(!page.contains("not tracked"));
     assert!(html(addr, "/debug/tracez?zspanname=%2Fslow&ztype=0").contains("<p>3 running."));
+}
+
+#[test]
+fn started_pages_count_the_running_sampled_spans_of_the_process() {
+    let runtime = BackgroundRuntime::start();
+    let config = ZPagesConfig::new(0).with_listen_address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let exporter = ZPagesExporter::start(&config, runtime.handle()).expect("the pages start on a free port");
+    assert!(!exporter.set_running_spans(Vec::new), "start already gave the pages the tracing core's counts");
+    let addr = exporter.local_addr();
+    let sampled =
+        |name: &'static str| SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+
+    let span = sampled("zpages-running <live>");
+    let unsampled =
+        SpanBuilder::new("zpages-unsampled").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
+    let page = html(addr, "/debug/tracez");
+    assert!(!page.contains("not tracked"), "{page}");
+    assert!(
+        summary_row(&page, "zpages-running &lt;live&gt;")
+            .contains("<a href=\"tracez?zspanname=zpages-running%20%3Clive%3E&amp;ztype=0\">1</a>"),
+        "{page}"
+    );
+    assert!(!page.contains("zpages-unsampled"), "unsampled spans are not counted: {page}");
+    assert!(
+        html(addr, "/debug/tracez?zspanname=zpages-running%20%3Clive%3E&ztype=0").contains("<p>1 running.")
+    );
+
+    span.end();
+    unsampled.end();
+    // Nothing exports the ended span to these pages, so with no running span its name has no row left.
+    let page = html(addr, "/debug/tracez");
+    assert!(!page.contains("zpages-running"), "{page}");
+    assert!(
+        html(addr, "/debug/tracez?zspanname=zpages-running%20%3Clive%3E&ztype=0").contains("<p>0 running.")
+    );
 }
 
 #[test]

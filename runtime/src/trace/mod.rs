@@ -12,6 +12,7 @@
 //! - [`propagation`] reads and writes the trace context in HTTP headers (W3C and B3).
 //! - Ended sampled spans go through a bounded queue to a background batcher and on to the exporters as
 //!   [`SpanData`]; [`dropped_spans`] counts what a full queue cost.
+//! - [`running_spans`] counts the sampled spans started and not yet ended, by name (for `/debug/tracez`).
 //!
 //! ```
 //! use oclayer_runtime::trace::{self, FutureExt, SpanKind};
@@ -32,6 +33,7 @@ mod instrument;
 pub mod limits;
 pub(crate) mod pipeline;
 pub mod propagation;
+mod running;
 mod sampler;
 mod span;
 mod span_data;
@@ -43,6 +45,7 @@ pub use context::{CurrentSpan, Entered, current_span};
 pub use id::{SpanId, TraceId};
 pub use instrument::{FutureExt, Instrumented};
 pub use pipeline::{DEFAULT_BATCH_SIZE, DEFAULT_BATCH_TIMEOUT, DEFAULT_QUEUE_CAPACITY, dropped_spans};
+pub use running::{MAX_RUNNING_SPAN_NAMES, OTHER_SPAN_NAMES, running_spans};
 pub use sampler::{Sampler, sampler, set_sampler};
 pub use span::{Parent, Span, SpanBuilder, start_span};
 pub use span_data::{

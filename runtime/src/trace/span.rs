@@ -27,7 +27,7 @@ use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAG
 use super::spin::{SpinGuard, SpinLock};
 use super::{
     AttributeValue, Attributes, Link, MessageEventKind, Sampler, SpanContext, SpanData, SpanId, SpanKind,
-    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, sampler,
+    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, running, sampler,
 };
 
 /// A handle to a span that is running. Cloning it is cheap and every clone refers to the same span.
@@ -55,6 +55,8 @@ pub(crate) struct SpanInner {
     /// 0 while the span runs, then 1 + its duration in nanoseconds. An atomic, so ending takes no lock.
     end: AtomicU64,
     child_span_count: AtomicU32,
+    /// The slot counting this span among the running spans of its name; [`running::NO_SLOT`] once ended.
+    running: AtomicU32,
     record: SpinLock<Record>,
 }
 
@@ -215,10 +217,7 @@ impl Span {
     #[inline]
     pub fn update_name(&self, name: impl Into<Cow<'static, str>>) {
         if let Repr::Sampled(inner) = &self.repr {
-            let name = name.into();
-            if let Some(mut record) = inner.recording() {
-                record.name = name;
-            }
+            inner.update_name(name.into());
         }
     }
 
@@ -330,6 +329,15 @@ impl SpanInner {
     }
 
     #[inline(never)]
+    fn update_name(&self, name: Cow<'static, str>) {
+        if let Some(mut record) = self.recording() {
+            // Under the record lock, so that the running count follows the name the span ends with.
+            running::renamed(&self.running, &name);
+            record.name = name;
+        }
+    }
+
+    #[inline(never)]
     fn set_attribute(&self, key: Cow<'static, str>, value: AttributeValue) {
         if let Some(mut record) = self.recording() {
             let record = &mut *record;
@@ -370,7 +378,11 @@ impl SpanInner {
             return false;
         }
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
-        self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+        let ended = self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok();
+        if ended {
+            running::ended(&self.running);
+        }
+        ended
     }
 
     /// The finished span for exporters, its instants turned into wall-clock times by `clock`. Takes the
@@ -412,6 +424,7 @@ impl Drop for SpanInner {
             return;
         }
         let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        running::ended(&self.running);
         let record = std::mem::take(self.record.get_mut());
         pipeline::submit(Arc::new(SpanInner {
             context: std::mem::take(&mut self.context),
@@ -421,6 +434,7 @@ impl Drop for SpanInner {
             start: self.start,
             end: AtomicU64::new(nanos),
             child_span_count: AtomicU32::new(*self.child_span_count.get_mut()),
+            running: AtomicU32::new(running::NO_SLOT),
             record: SpinLock::new(record),
         }));
     }
@@ -625,6 +639,7 @@ impl Start {
         parent_span_id: Option<SpanId>,
         same_process_as_parent_span: Option<bool>,
     ) -> Span {
+        let running = AtomicU32::new(running::started(&self.name));
         Span {
             repr: Repr::Sampled(Arc::new(SpanInner {
                 context,
@@ -634,6 +649,7 @@ impl Start {
                 start: Instant::now(),
                 end: AtomicU64::new(0),
                 child_span_count: AtomicU32::new(0),
+                running,
                 record: SpinLock::new(Record { name: self.name, ..Record::default() }),
             })),
         }

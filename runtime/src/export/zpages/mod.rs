@@ -9,9 +9,11 @@
 //!
 //! Pages are rendered on the server, need no JavaScript, and escape every string they did not write
 //! themselves. Spans come in through [`Exporter::export_spans`] like for any exporter and are kept in a
-//! bounded store (a few samples per name and bucket). Running spans are counted only when the tracing core
-//! provides a source for them ([`ZPagesExporter::set_running_spans`]); otherwise the page says they are
-//! not tracked.
+//! bounded store (a few samples per name and bucket). The Running column counts the sampled spans started
+//! and not yet ended, from [`trace::running_spans`](crate::trace::running_spans) when the pages are started
+//! with [`ZPagesExporter::start`] (as `init` does); pages started with
+//! [`ZPagesExporter::start_with_source`] take them from [`ZPagesExporter::set_running_spans`], and say
+//! they are not tracked until it is called.
 
 mod html;
 mod statsz;
@@ -60,17 +62,21 @@ struct Pages {
 
 impl ZPagesExporter {
     /// Binds `listen_address:port` now and serves the pages; `/debug/statsz` shows the views of the stats
-    /// registry, from a fresh [`snapshot`](crate::stats::snapshot) on every request.
+    /// registry, from a fresh [`snapshot`](crate::stats::snapshot) on every request, and `/debug/tracez`
+    /// the running spans of this process from [`running_spans`](crate::trace::running_spans).
     ///
     /// `rt` runs the server; it needs IO and time enabled. A port that is taken (or not allowed) fails here
     /// with [`Error::Listen`], naming the address and the config key. Port 0 binds a free port: see
     /// [`ZPagesExporter::local_addr`].
     pub fn start(config: &ZPagesConfig, rt: &Handle) -> Result<Arc<Self>, Error> {
-        Self::start_with_source(config, rt, crate::stats::snapshot)
+        let exporter = Self::start_with_source(config, rt, crate::stats::snapshot)?;
+        exporter.set_running_spans(crate::trace::running_spans);
+        Ok(exporter)
     }
 
     /// As [`ZPagesExporter::start`], with `/debug/statsz` showing the views that `stats` returns, called on
-    /// every request (for tests, and for programs that aggregate elsewhere).
+    /// every request (for tests, and for programs that aggregate elsewhere). Running spans are not shown
+    /// until a source is given with [`ZPagesExporter::set_running_spans`].
     pub fn start_with_source<F>(config: &ZPagesConfig, rt: &Handle, stats: F) -> Result<Arc<Self>, Error>
     where
         F: Fn() -> StatsReport + Send + Sync + 'static,

@@ -1,0 +1,344 @@
+//! Counts of running sampled spans per name, for `/debug/tracez` (as OpenCensus zPages show them).
+//!
+//! Each span name gets a slot: a counter in a fixed table, found through a sharded name → slot map. A
+//! sampled span looks its slot up when it starts (a read lock on one shard and a hash lookup; a lock and an
+//! allocation only the first time a name is seen), increments it, and keeps the slot in its shared state,
+//! so ending is one atomic swap and one decrement, and a rename moves the count to the new name's slot.
+//! Unsampled spans never come here.
+//!
+//! The table holds [`MAX_RUNNING_SPAN_NAMES`] names; spans of names seen after it filled are counted under
+//! [`OTHER_SPAN_NAMES`], so names made from request data cannot grow memory without bound. Names are never
+//! removed: a name's count returns to 0 but it keeps its slot.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::{LazyLock, PoisonError, RwLock};
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
+
+/// How many distinct span names are counted separately; spans of further names are counted together
+/// under [`OTHER_SPAN_NAMES`].
+pub const MAX_RUNNING_SPAN_NAMES: usize = 1000;
+
+/// The name [`running_spans`] reports for spans whose names came after [`MAX_RUNNING_SPAN_NAMES`] others.
+pub const OTHER_SPAN_NAMES: &str = "(other span names)";
+
+/// What a span holds when it counts under no slot: unsampled, ended, or not yet counted.
+pub(crate) const NO_SLOT: u32 = u32::MAX;
+
+/// Shards of the name map: spans of different names starting at once on different cores mostly read
+/// different locks.
+const SHARDS: usize = 8;
+
+/// The registry of the process; span starts and ends go to it.
+static RUNNING: LazyLock<Registry> = LazyLock::new(|| Registry::new(MAX_RUNNING_SPAN_NAMES));
+
+/// The span names with running (started, not yet ended) sampled spans in this process, each with its
+/// count; names with no running span are left out. Spans whose names came after
+/// [`MAX_RUNNING_SPAN_NAMES`] others are counted together under [`OTHER_SPAN_NAMES`]. A renamed span
+/// ([`Span::update_name`](super::Span::update_name)) counts under its new name.
+///
+/// Each count is read on its own, so a span ending meanwhile may or may not be counted. Unsampled spans
+/// are not recorded and so are never counted.
+///
+/// ```
+/// use oclayer_runtime::trace::{self, Parent, Sampler, SpanBuilder};
+/// let span = SpanBuilder::new("doc-running-spans").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+/// assert!(trace::running_spans().contains(&("doc-running-spans".to_owned(), 1)));
+/// span.end();
+/// assert!(!trace::running_spans().iter().any(|(name, _)| name == "doc-running-spans"));
+/// ```
+pub fn running_spans() -> Vec<(String, u64)> {
+    RUNNING.counts()
+}
+
+/// Counts a sampled span named `name` as running; returns the slot the span keeps for [`ended`].
+#[inline]
+pub(crate) fn started(name: &str) -> u32 {
+    RUNNING.started(name)
+}
+
+/// Moves the count of a running span to `name`. Call it under the span's record lock, so that renames of
+/// one span are ordered like the names they set; it only races with [`ended`], which it tolerates.
+#[inline]
+pub(crate) fn renamed(slot: &AtomicU32, name: &str) {
+    RUNNING.renamed(slot, name);
+}
+
+/// Stops counting the span that holds `slot`; later calls do nothing.
+#[inline]
+pub(crate) fn ended(slot: &AtomicU32) {
+    RUNNING.ended(slot);
+}
+
+/// Names to slots, and a counter per slot.
+pub(crate) struct Registry {
+    shards: [RwLock<HashMap<Box<str>, u32, FixedState>>; SHARDS],
+    /// One counter per name slot, then the overflow counter at index `capacity`. Signed, so that a bug
+    /// would show as a missing name rather than as a count near 2^64.
+    counts: Box<[AtomicI64]>,
+    /// Slots handed out so far; never above `capacity`.
+    assigned: AtomicU32,
+    capacity: u32,
+}
+
+impl Registry {
+    /// A registry counting up to `capacity` names separately.
+    pub(crate) fn new(capacity: usize) -> Registry {
+        // Bounded well below NO_SLOT, which marks "no slot".
+        let capacity = u32::try_from(capacity).unwrap_or(NO_SLOT - 1).min(NO_SLOT - 1);
+        Registry {
+            shards: std::array::from_fn(|_| RwLock::new(HashMap::with_hasher(FixedState::default()))),
+            counts: (0..=capacity).map(|_| AtomicI64::new(0)).collect(),
+            assigned: AtomicU32::new(0),
+            capacity,
+        }
+    }
+
+    fn shard(&self, name: &str) -> &RwLock<HashMap<Box<str>, u32, FixedState>> {
+        // A different seed than the maps' own, so the shard does not pick the same hash bits they do.
+        let hash = FixedState::with_seed(0x7275_6e6e_696e_6721).hash_one(name);
+        &self.shards[(hash >> 59) as usize % SHARDS]
+    }
+
+    /// The slot of `name`, assigning one on first sight while there are free slots.
+    fn slot(&self, name: &str) -> u32 {
+        let shard = self.shard(name);
+        // A poisoned lock only means a panic elsewhere mid-insert; the map itself is still consistent.
+        if let Some(&slot) = shard.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return slot;
+        }
+        // Once full, unknown names go to the overflow slot without taking the write lock.
+        if self.assigned.load(Ordering::Relaxed) >= self.capacity {
+            return self.capacity;
+        }
+        let mut map = shard.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&slot) = map.get(name) {
+            return slot;
+        }
+        let capacity = self.capacity;
+        match self
+            .assigned
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < capacity).then_some(n + 1))
+        {
+            Ok(slot) => {
+                map.insert(name.into(), slot);
+                slot
+            }
+            Err(_) => capacity,
+        }
+    }
+
+    fn counter(&self, slot: u32) -> &AtomicI64 {
+        // Slots come from `slot`, so they index `counts`; NO_SLOT never reaches here.
+        &self.counts[slot as usize]
+    }
+
+    pub(crate) fn started(&self, name: &str) -> u32 {
+        let slot = self.slot(name);
+        self.counter(slot).fetch_add(1, Ordering::Relaxed);
+        slot
+    }
+
+    pub(crate) fn renamed(&self, held: &AtomicU32, name: &str) {
+        let old = held.load(Ordering::Acquire);
+        if old == NO_SLOT {
+            return;
+        }
+        let new = self.slot(name);
+        if new == old {
+            return;
+        }
+        // Counted under the new name before the span holds it, so that an `ended` racing with the swap
+        // below never decrements a count it was not added to.
+        self.counter(new).fetch_add(1, Ordering::Relaxed);
+        match held.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => self.counter(old).fetch_sub(1, Ordering::Relaxed),
+            // The span ended meanwhile and `ended` took `old`: take back the count just added.
+            Err(_) => self.counter(new).fetch_sub(1, Ordering::Relaxed),
+        };
+    }
+
+    pub(crate) fn ended(&self, held: &AtomicU32) {
+        let slot = held.swap(NO_SLOT, Ordering::AcqRel);
+        if slot != NO_SLOT {
+            self.counter(slot).fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn counts(&self) -> Vec<(String, u64)> {
+        let positive =
+            |slot: u32| u64::try_from(self.counter(slot).load(Ordering::Relaxed)).ok().filter(|&n| n > 0);
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+            out.extend(map.iter().filter_map(|(name, &slot)| Some((name.to_string(), positive(slot)?))));
+        }
+        if let Some(count) = positive(self.capacity) {
+            out.push((OTHER_SPAN_NAMES.to_owned(), count));
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Waker};
+
+    use super::*;
+    use crate::trace::{FutureExt, Instrumented, Parent, Sampler, Span, SpanBuilder};
+
+    fn count(registry: &Registry, name: &str) -> u64 {
+        registry.counts().into_iter().find(|(n, _)| n == name).map_or(0, |(_, c)| c)
+    }
+
+    #[test]
+    fn start_and_end_count_once() {
+        let registry = Registry::new(10);
+        let a = AtomicU32::new(registry.started("a"));
+        let b = AtomicU32::new(registry.started("a"));
+        assert_eq!(registry.counts(), vec![("a".to_owned(), 2)]);
+        registry.ended(&a);
+        registry.ended(&a);
+        assert_eq!(count(&registry, "a"), 1, "a second end of the same span changes nothing");
+        registry.ended(&b);
+        assert_eq!(registry.counts(), vec![], "names with no running span are left out");
+    }
+
+    #[test]
+    fn a_rename_moves_the_count_and_an_ended_span_is_not_renamed() {
+        let registry = Registry::new(10);
+        let slot = AtomicU32::new(registry.started("before"));
+        registry.renamed(&slot, "after");
+        assert_eq!(registry.counts(), vec![("after".to_owned(), 1)]);
+        registry.renamed(&slot, "after");
+        assert_eq!(registry.counts(), vec![("after".to_owned(), 1)], "renaming to the same name");
+        registry.ended(&slot);
+        registry.renamed(&slot, "late");
+        assert_eq!(registry.counts(), vec![]);
+    }
+
+    #[test]
+    fn names_beyond_the_bound_count_together() {
+        let registry = Registry::new(2);
+        let slots: Vec<AtomicU32> =
+            ["a", "b", "c", "d", "a"].iter().map(|name| AtomicU32::new(registry.started(name))).collect();
+        assert_eq!(
+            registry.counts(),
+            vec![(OTHER_SPAN_NAMES.to_owned(), 2), ("a".to_owned(), 2), ("b".to_owned(), 1)]
+        );
+        // A rename into an unknown name once full goes to the overflow entry too.
+        registry.renamed(&slots[1], "e");
+        assert_eq!(count(&registry, OTHER_SPAN_NAMES), 3);
+        assert_eq!(count(&registry, "b"), 0);
+        for slot in &slots {
+            registry.ended(slot);
+        }
+        assert_eq!(registry.counts(), vec![]);
+        assert_eq!(registry.assigned.load(Ordering::Relaxed), 2, "no slot beyond the bound was handed out");
+    }
+
+    /// The process-wide count of `name`; each test below uses names of its own.
+    fn running(name: &str) -> u64 {
+        running_spans().into_iter().find(|(n, _)| n == name).map_or(0, |(_, c)| c)
+    }
+
+    fn sampled(name: &'static str) -> Span {
+        SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start()
+    }
+
+    #[test]
+    fn a_sampled_span_counts_from_start_to_end() {
+        let span = sampled("running-end");
+        let clone = span.clone();
+        assert_eq!(running("running-end"), 1);
+        clone.end();
+        span.end();
+        assert_eq!(running("running-end"), 0);
+        drop(span);
+        drop(clone);
+        assert_eq!(running("running-end"), 0, "dropping an ended span does not count it again");
+    }
+
+    #[test]
+    fn unsampled_spans_are_not_counted() {
+        let span =
+            SpanBuilder::new("running-unsampled").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
+        assert!(!running_spans().iter().any(|(name, _)| name == "running-unsampled"));
+        span.end();
+    }
+
+    #[test]
+    fn dropping_the_last_handle_ends_the_count() {
+        let span = sampled("running-drop");
+        let clone = span.clone();
+        drop(span);
+        assert_eq!(running("running-drop"), 1, "a handle is left");
+        drop(clone);
+        assert_eq!(running("running-drop"), 0);
+    }
+
+    #[test]
+    fn a_panic_ends_the_count_as_the_handle_unwinds() {
+        let result = std::panic::catch_unwind(|| {
+            let _span = sampled("running-panic");
+            assert_eq!(running("running-panic"), 1);
+            panic!("the handler failed");
+        });
+        assert!(result.is_err());
+        assert_eq!(running("running-panic"), 0);
+    }
+
+    #[test]
+    fn an_instrumented_future_ends_the_count_when_it_completes_or_is_cancelled() {
+        let poll_once = |future: Pin<&mut Instrumented<std::future::Pending<()>>>| {
+            future.poll(&mut Context::from_waker(Waker::noop()))
+        };
+        let mut cancelled = Box::pin(std::future::pending::<()>().instrument(sampled("running-cancelled")));
+        assert!(poll_once(cancelled.as_mut()).is_pending());
+        assert_eq!(running("running-cancelled"), 1);
+        drop(cancelled);
+        assert_eq!(running("running-cancelled"), 0);
+
+        let mut done = pin!(std::future::ready(()).instrument(sampled("running-done")));
+        assert_eq!(running("running-done"), 1);
+        assert!(done.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready());
+        assert_eq!(running("running-done"), 0);
+    }
+
+    #[test]
+    fn update_name_moves_the_count() {
+        let span = sampled("running-rename-from");
+        span.update_name("running-rename-to");
+        assert_eq!(running("running-rename-from"), 0);
+        assert_eq!(running("running-rename-to"), 1);
+        span.end();
+        span.update_name("running-rename-late");
+        assert_eq!(running("running-rename-to"), 0);
+        assert_eq!(running("running-rename-late"), 0, "an ended span is not renamed");
+    }
+
+    #[test]
+    fn concurrent_starts_and_ends_balance() {
+        let registry = Registry::new(4);
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let registry = &registry;
+                scope.spawn(move || {
+                    for i in 0..1000 {
+                        let slot = AtomicU32::new(registry.started(["x", "y", "z"][(t + i) % 3]));
+                        if i % 2 == 0 {
+                            registry.renamed(&slot, "w");
+                        }
+                        registry.ended(&slot);
+                    }
+                });
+            }
+        });
+        assert_eq!(registry.counts(), vec![]);
+    }
+}
