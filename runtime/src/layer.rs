@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::Error;
 use crate::config::EnabledLayers;
 use crate::stats::{self, Aggregation, Float64Measure, Int64Measure, TagKey, View};
+use crate::trace::SpanKind;
 
 /// One of the three places a gateway request passes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,6 +35,16 @@ impl Layer {
             Layer::Router => "router",
             Layer::Pipe => "pipe",
             Layer::Backend => "backend",
+        }
+    }
+
+    /// The kind of the layer's spans: the router serves the end user, the backend is a client of the
+    /// upstream, the pipe is neither.
+    pub fn span_kind(self) -> SpanKind {
+        match self {
+            Layer::Router => SpanKind::Server,
+            Layer::Pipe => SpanKind::Unspecified,
+            Layer::Backend => SpanKind::Client,
         }
     }
 

@@ -38,7 +38,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode as HttpStatus, Uri};
 use pin_project_lite::pin_project;
 
 use crate::layer::{self, Layer, PipeOutcome};
-use crate::trace::{AttributeValue, Parent, Span, SpanBuilder, SpanKind, StatusCode};
+use crate::trace::{AttributeValue, Parent, Span, SpanBuilder, StatusCode};
 
 pub use crate::{__oclayer_http as http, __oclayer_outcome as outcome};
 
@@ -159,11 +159,6 @@ impl Site {
         let span = if self.skip_span {
             Span::NONE
         } else {
-            let kind = match self.layer {
-                Layer::Router => SpanKind::Server,
-                Layer::Pipe => SpanKind::Unspecified,
-                Layer::Backend => SpanKind::Client,
-            };
             // The router continues the trace of the incoming request; without one it attaches to the
             // current span like the others (a root when there is none).
             let parent = match (&http, self.layer) {
@@ -175,8 +170,10 @@ impl Site {
             // A fixed name costs nothing; one from the request or the impl type is set below, only when
             // the span is sampled.
             let fixed_name = self.fixed_name();
-            let span =
-                SpanBuilder::new(fixed_name.unwrap_or(self.function)).kind(kind).parent(parent).start();
+            let span = SpanBuilder::new(fixed_name.unwrap_or(self.function))
+                .kind(self.layer.span_kind())
+                .parent(parent)
+                .start();
             if span.is_sampled() {
                 if fixed_name.is_none() {
                     span.update_name(self.span_name(http.as_ref(), owner));
