@@ -473,14 +473,16 @@ impl PrometheusConfig {
 pub struct ZPagesConfig {
     /// Port of the `/debug/tracez` and `/debug/statsz` server.
     pub port: u16,
-    /// Address to listen on; default all interfaces.
+    /// Address to listen on; default loopback (`127.0.0.1`), because the pages show span names and
+    /// attributes (paths, hosts, user agents) that should not reach the internet by accident. Set
+    /// `0.0.0.0` to reach them from other hosts.
     pub listen_address: IpAddr,
 }
 
 impl ZPagesConfig {
-    /// The `/debug` pages on `port` of all interfaces.
+    /// The `/debug` pages on `port` of the loopback interface.
     pub fn new(port: u16) -> Self {
-        ZPagesConfig { port, listen_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED) }
+        ZPagesConfig { port, listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST) }
     }
 
     /// Sets [`listen_address`](Self::listen_address).

@@ -68,6 +68,15 @@ fn minimal_block_gets_the_defaults() {
 }
 
 #[test]
+fn zpages_listen_on_loopback_unless_told() {
+    // The pages show span attributes; Prometheus is scraped from other hosts, the pages are for the operator.
+    let zpages = parse(r#"{"exporters": {"zpages": {"port": 8081}}}"#).zpages.expect("zpages");
+    assert_eq!(zpages.listen_address, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let open = parse(r#"{"exporters": {"zpages": {"port": 8081, "listen_address": "0.0.0.0"}}}"#);
+    assert_eq!(open.zpages.expect("zpages").listen_address, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+}
+
+#[test]
 fn ocagent_defaults() {
     let ocagent = parse(r#"{"exporters": {"ocagent": {}}}"#).ocagent.expect("ocagent");
     assert_eq!(ocagent.address, "localhost:55678");
