@@ -18,8 +18,17 @@ use crate::Error;
 
 const BLOCK_KEYS: [&str; 4] = ["sample_rate", "reporting_period", "enabled_layers", "exporters"];
 const LAYER_KEYS: [&str; 3] = ["router", "pipe", "backend"];
-const OCAGENT_KEYS: [&str; 6] =
-    ["address", "service_name", "reconnection", "insecure", "enable_compression", "headers"];
+const OCAGENT_KEYS: [&str; 9] = [
+    "address",
+    "service_name",
+    "reconnection",
+    "insecure",
+    "enable_compression",
+    "headers",
+    "ca_file",
+    "max_queued_spans",
+    "max_queued_reports",
+];
 const PROMETHEUS_KEYS: [&str; 4] = ["port", "namespace", "listen_address", "legacy_names"];
 const ZPAGES_KEYS: [&str; 2] = ["port", "listen_address"];
 
@@ -296,6 +305,15 @@ impl Reader {
         if let Some(v) = present(map, "headers") {
             ocagent.headers = headers(v, &path.key("headers"))?;
         }
+        if let Some(v) = present(map, "ca_file") {
+            ocagent.ca_certificate_pem = Some(ca_file(v, &path.key("ca_file"))?);
+        }
+        if let Some(v) = present(map, "max_queued_spans") {
+            ocagent.max_queued_spans = queue_bound(v, &path.key("max_queued_spans"))?;
+        }
+        if let Some(v) = present(map, "max_queued_reports") {
+            ocagent.max_queued_reports = queue_bound(v, &path.key("max_queued_reports"))?;
+        }
         Ok(ocagent)
     }
 
@@ -436,6 +454,38 @@ fn headers(value: &Value, path: &JsonPath) -> Result<BTreeMap<String, String>, E
         }
     }
     Ok(headers)
+}
+
+/// The CA file is read with the config, so that a wrong path fails at startup, naming the key and the file,
+/// and not at the first connection. Relative paths are relative to the working directory, as KrakenD's.
+fn ca_file(value: &Value, path: &JsonPath) -> Result<String, Error> {
+    let file = string(value, path, "the path of a PEM file with the agent's CA certificate(s)")?;
+    let pem = std::fs::read_to_string(file)
+        .map_err(|e| config_error(path, format!("cannot read the CA file {}: {e}", quoted(file))))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(config_error(
+            path,
+            format!(
+                "the CA file {} holds no PEM certificate (no \"-----BEGIN CERTIFICATE-----\" line)",
+                quoted(file)
+            ),
+        ));
+    }
+    Ok(pem)
+}
+
+/// A number of queued items; 0 keeps the default, as the builder's setters.
+fn queue_bound(value: &Value, path: &JsonPath) -> Result<usize, Error> {
+    value.as_u64().and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+        config_error(
+            path,
+            format!(
+                "expected a whole number of items (0 for the default), found {}{}",
+                found(value),
+                unquote_hint(value)
+            ),
+        )
+    })
 }
 
 fn required_port(

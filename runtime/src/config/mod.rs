@@ -292,13 +292,15 @@ pub struct OcAgentConfig {
     /// gRPC metadata sent on every stream. Values are secrets: never logged nor shown by `Debug`.
     pub headers: BTreeMap<String, String>,
     /// A PEM CA certificate (or several) to trust besides the system roots, for an agent whose certificate
-    /// is self-signed or from a private CA. Builder only; ignored when `insecure`.
+    /// is self-signed or from a private CA; in JSON, `ca_file` names a PEM file, read with the config. Ignored
+    /// when `insecure`.
     pub ca_certificate_pem: Option<String>,
     /// Spans kept while the agent is unreachable (or slower than the traffic); beyond this the oldest are
-    /// dropped and counted. Default [`DEFAULT_OCAGENT_MAX_QUEUED_SPANS`]; 0 means the default. Builder only.
+    /// dropped and counted. Default [`DEFAULT_OCAGENT_MAX_QUEUED_SPANS`]; 0 means the default. JSON:
+    /// `max_queued_spans`.
     pub max_queued_spans: usize,
     /// Stats reports kept while the agent is unreachable; beyond this the oldest are dropped and counted.
-    /// Default [`DEFAULT_OCAGENT_MAX_QUEUED_REPORTS`]; 0 means the default. Builder only.
+    /// Default [`DEFAULT_OCAGENT_MAX_QUEUED_REPORTS`]; 0 means the default. JSON: `max_queued_reports`.
     pub max_queued_reports: usize,
 }
 

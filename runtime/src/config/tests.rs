@@ -1209,3 +1209,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ocagent_ca_file_is_read_with_the_config() {
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    let file = std::env::temp_dir().join(format!("oclayer-ca-{}.pem", std::process::id()));
+    std::fs::write(&file, pem).unwrap();
+    let block = format!(r#"{{"exporters": {{"ocagent": {{"ca_file": {}}}}}}}"#, serde_json::json!(file));
+    let ocagent = parse(&block).ocagent.expect("ocagent");
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(ocagent.ca_certificate_pem.as_deref(), Some(pem));
+
+    assert_block_err(
+        r#"{"exporters": {"ocagent": {"ca_file": "/nonexistent/ca.pem"}}}"#,
+        "exporters.ocagent.ca_file",
+        &["cannot read the CA file \"/nonexistent/ca.pem\""],
+    );
+    let not_pem = std::env::temp_dir().join(format!("oclayer-not-pem-{}.txt", std::process::id()));
+    std::fs::write(&not_pem, "hello").unwrap();
+    let block = format!(r#"{{"exporters": {{"ocagent": {{"ca_file": {}}}}}}}"#, serde_json::json!(not_pem));
+    let err = Config::from_json_str(&whole(&block)).unwrap_err().to_string();
+    std::fs::remove_file(&not_pem).unwrap();
+    assert!(err.contains("exporters.ocagent.ca_file") && err.contains("holds no PEM certificate"), "{err}");
+}
+
+#[test]
+fn ocagent_queue_bounds() {
+    let block = r#"{"exporters": {"ocagent": {"max_queued_spans": 1000, "max_queued_reports": 3}}}"#;
+    let ocagent = parse(block).ocagent.expect("ocagent");
+    assert_eq!((ocagent.max_queued_spans, ocagent.max_queued_reports), (1000, 3));
+    assert_block_err(
+        r#"{"exporters": {"ocagent": {"max_queued_spans": "1000"}}}"#,
+        "exporters.ocagent.max_queued_spans",
+        &["expected a whole number of items (0 for the default), found \"1000\"", "without quotes"],
+    );
+    assert_block_err(
+        r#"{"exporters": {"ocagent": {"max_queued_reports": -1}}}"#,
+        "exporters.ocagent.max_queued_reports",
+        &["expected a whole number of items"],
+    );
+}
