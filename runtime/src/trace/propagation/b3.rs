@@ -2,34 +2,34 @@
 //! `X-B3-SpanId`, `X-B3-ParentSpanId`, `X-B3-Sampled`, `X-B3-Flags`) and the single `b3` header
 //! (`{trace}-{span}[-{sampling}[-{parent}]]`).
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{set_header, single_value};
+use super::{set_header, single_value, write_hex};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
-const TRACE_ID: &str = "x-b3-traceid";
-const SPAN_ID: &str = "x-b3-spanid";
-const PARENT_SPAN_ID: &str = "x-b3-parentspanid";
-const SAMPLED: &str = "x-b3-sampled";
-const FLAGS: &str = "x-b3-flags";
-const SINGLE: &str = "b3";
+static TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+static SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+static SINGLE: HeaderName = HeaderName::from_static("b3");
 
 pub(super) fn extract_multi(headers: &HeaderMap) -> Option<SpanContext> {
-    let trace_id = parse_trace_id(single_value(headers, TRACE_ID)?)?;
-    let span_id = SpanId::from_hex(single_value(headers, SPAN_ID)?)?;
+    let trace_id = parse_trace_id(single_value(headers, &TRACE_ID)?)?;
+    let span_id = SpanId::from_hex(single_value(headers, &SPAN_ID)?)?;
     // The parent id is not needed (the span id is our parent), but a present, malformed one means the
     // sender is broken and the rest cannot be trusted either.
-    if headers.contains_key(PARENT_SPAN_ID) {
-        SpanId::from_hex(single_value(headers, PARENT_SPAN_ID)?)?;
+    if headers.contains_key(&PARENT_SPAN_ID) {
+        SpanId::from_hex(single_value(headers, &PARENT_SPAN_ID)?)?;
     }
     // As opencensus-go: only `1` and `true` mean sampled; debug (`X-B3-Flags: 1`) implies it.
-    let sampled = matches!(single_value(headers, SAMPLED), Some("1" | "true"))
-        || single_value(headers, FLAGS) == Some("1");
+    let sampled = matches!(single_value(headers, &SAMPLED), Some("1" | "true"))
+        || single_value(headers, &FLAGS) == Some("1");
     Some(SpanContext { trace_id, span_id, sampled, tracestate: TraceState::EMPTY })
 }
 
 pub(super) fn extract_single(headers: &HeaderMap) -> Option<SpanContext> {
-    parse_single(single_value(headers, SINGLE)?)
+    parse_single(single_value(headers, &SINGLE)?)
 }
 
 /// `{trace}-{span}`, optionally `-{1|0|d}`, optionally `-{parent}`. A bare sampling state (`b3: 0`)
@@ -68,15 +68,24 @@ pub(super) fn parse_trace_id(hex: &str) -> Option<TraceId> {
 }
 
 pub(super) fn inject_multi(context: &SpanContext, headers: &mut HeaderMap) {
-    set_header(headers, TRACE_ID, &context.trace_id.to_string());
-    set_header(headers, SPAN_ID, &context.span_id.to_string());
-    set_header(headers, SAMPLED, if context.sampled { "1" } else { "0" });
+    let mut trace_id = [0; 32];
+    write_hex(&context.trace_id.0, &mut trace_id);
+    set_header(headers, &TRACE_ID, &trace_id);
+    let mut span_id = [0; 16];
+    write_hex(&context.span_id.0, &mut span_id);
+    set_header(headers, &SPAN_ID, &span_id);
+    let sampled = HeaderValue::from_static(if context.sampled { "1" } else { "0" });
+    headers.insert(SAMPLED.clone(), sampled);
     // Whatever these said (say, forwarded from the incoming request) described another span.
-    headers.remove(PARENT_SPAN_ID);
-    headers.remove(FLAGS);
+    headers.remove(&PARENT_SPAN_ID);
+    headers.remove(&FLAGS);
 }
 
 pub(super) fn inject_single(context: &SpanContext, headers: &mut HeaderMap) {
-    let sampled = if context.sampled { "1" } else { "0" };
-    set_header(headers, SINGLE, &format!("{}-{}-{sampled}", context.trace_id, context.span_id));
+    // `{trace:32}-{span:16}-{sampled}`, formatted in place.
+    let mut value = [b'-'; 32 + 1 + 16 + 1 + 1];
+    write_hex(&context.trace_id.0, &mut value[..32]);
+    write_hex(&context.span_id.0, &mut value[33..49]);
+    value[50] = if context.sampled { b'1' } else { b'0' };
+    set_header(headers, &SINGLE, &value);
 }

@@ -17,7 +17,7 @@ mod w3c;
 use std::ops::BitOr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::SpanContext;
 
@@ -112,7 +112,15 @@ pub fn propagation() -> Propagation {
 
 /// The remote parent carried by `headers`: `traceparent` (with `tracestate`) first, then B3 multi-header,
 /// then `b3`. `None` when none is present and valid, which starts a new trace.
+///
+/// Every router call reads this, and most requests carry no context, so the miss is what is kept cheap:
+/// the names are parsed once, at compile time (a `&str` name is validated and lower-cased on every lookup), and
+/// each format's first header decides whether the rest of that format is looked at.
+#[inline]
 pub fn extract(headers: &HeaderMap) -> Option<SpanContext> {
+    if headers.is_empty() {
+        return None;
+    }
     w3c::extract(headers).or_else(|| b3::extract_multi(headers)).or_else(|| b3::extract_single(headers))
 }
 
@@ -123,7 +131,7 @@ pub fn inject(context: &SpanContext, headers: &mut HeaderMap) {
 
 /// The one value of a header that must appear at most once, as text. Two values (a proxy appended its
 /// own) are ambiguous, so they count as none.
-fn single_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn single_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     let mut values = headers.get_all(name).iter();
     let value = values.next()?;
     if values.next().is_some() {
@@ -133,10 +141,21 @@ fn single_value<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// Writes a header whose value we formatted ourselves (hex and dashes), replacing any previous value.
-fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn set_header(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
     // Our values are always valid header text; if one ever were not, writing nothing beats a panic.
-    if let Ok(value) = http::HeaderValue::from_str(value) {
-        headers.insert(http::HeaderName::from_static(name), value);
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        // A clone of a constant name points at its static text: no allocation.
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// Writes `bytes` as lower-case hex into `out`, which must be twice as long (the callers' buffers are
+/// sized by the id types). Formatting through `Display` would cost a `write!` per byte and a `String`.
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::fmt::Write as _;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-use super::{set_header, single_value};
+use super::{set_header, single_value, write_hex};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// Version 00 is exactly this long; later versions may append `-` and more fields.
 const VERSION_00_LEN: usize = 55;
 /// Longer than any version needs: a bigger value is refused rather than scanned.
@@ -20,7 +20,7 @@ const MAX_TRACESTATE_MEMBERS: usize = 32;
 const SAMPLED: u8 = 0x01;
 
 pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
-    let (trace_id, span_id, flags) = parse_traceparent(single_value(headers, TRACEPARENT)?)?;
+    let (trace_id, span_id, flags) = parse_traceparent(single_value(headers, &TRACEPARENT)?)?;
     Some(SpanContext {
         trace_id,
         span_id,
@@ -30,13 +30,16 @@ pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
 }
 
 pub(super) fn inject(context: &SpanContext, headers: &mut HeaderMap) {
-    let flags = if context.sampled { SAMPLED } else { 0 };
-    let traceparent = format!("00-{}-{}-{flags:02x}", context.trace_id, context.span_id);
-    set_header(headers, TRACEPARENT, &traceparent);
+    // `00-{trace:32}-{span:16}-{flags:2}`, formatted in place: the header value is the only allocation.
+    let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    write_hex(&context.trace_id.0, &mut traceparent[3..35]);
+    write_hex(&context.span_id.0, &mut traceparent[36..52]);
+    write_hex(&[if context.sampled { SAMPLED } else { 0 }], &mut traceparent[53..55]);
+    set_header(headers, &TRACEPARENT, &traceparent);
     let entries = context.tracestate.entries();
     if entries.is_empty() {
         // Do not leave a stale tracestate (say, forwarded from the incoming request) next to our parent.
-        headers.remove(TRACESTATE);
+        headers.remove(&TRACESTATE);
         return;
     }
     let mut tracestate = String::new();
@@ -44,7 +47,7 @@ pub(super) fn inject(context: &SpanContext, headers: &mut HeaderMap) {
         let separator = if i == 0 { "" } else { "," };
         let _ = write!(tracestate, "{separator}{key}={value}");
     }
-    set_header(headers, TRACESTATE, &tracestate);
+    set_header(headers, &TRACESTATE, tracestate.as_bytes());
 }
 
 /// `{version:2}-{trace-id:32}-{parent-id:16}-{flags:2}`, all lower-case hex.
@@ -82,7 +85,7 @@ fn lower_hex_byte(hex: &str) -> Option<u8> {
 /// drops the whole list, as the spec asks; the `traceparent` stands regardless.
 pub(super) fn parse_tracestate(headers: &HeaderMap) -> TraceState {
     let mut entries: Vec<(String, String)> = Vec::new();
-    for value in headers.get_all(TRACESTATE) {
+    for value in headers.get_all(&TRACESTATE) {
         let Ok(text) = value.to_str() else { return TraceState::EMPTY };
         for member in text.split(',') {
             let member = member.trim_matches([' ', '\t']);
