@@ -182,6 +182,16 @@ mod reexport {
     pub use oclayer as telemetry;
 }
 
+#[trace_layer(pipe)]
+fn never_returns(message: &str) -> ! {
+    panic!("{message}")
+}
+
+#[trace_layer(backend)]
+async fn async_never_returns(message: String) -> ! {
+    panic!("{message}")
+}
+
 #[trace_layer(pipe, crate = crate::reexport::telemetry)]
 fn through_reexport() -> &'static str {
     "ok"
@@ -210,6 +220,8 @@ fn sync_shapes_return_what_their_body_returns() {
     assert_eq!(counter.load("count"), Some(1));
     assert_eq!(counter.into_count(), 1);
     assert_eq!(through_reexport(), "ok");
+    let panicked = std::panic::catch_unwind(|| never_returns("stop")).expect_err("it never returns");
+    assert_eq!(panicked.downcast_ref::<String>().map(String::as_str), Some("stop"));
 }
 
 #[tokio::test]
@@ -232,4 +244,7 @@ async fn async_shapes_return_what_their_body_returns() {
     assert_eq!(counter.bump_async(2).await, 3);
     assert_eq!(counter.load_async("count").await, Some(3));
     assert_eq!(counter.call(Request::get("/?4").body(()).unwrap()).await, Ok(7));
+    let panicked = tokio::spawn(async_never_returns("stop".into())).await.expect_err("it never returns");
+    let message = panicked.into_panic();
+    assert_eq!(message.downcast_ref::<String>().map(String::as_str), Some("stop"));
 }

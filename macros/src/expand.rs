@@ -222,6 +222,11 @@ fn bind_requests_mut(plan: &Plan, item: &mut ItemFn) {
 
 /// `.output::<T>()`: gives the body's future its declared output type before the body is type-checked, so
 /// that `?` and `.into()` in it infer as they did without the attribute. Nothing when the type is unknown.
+/// `!` may not be a type argument on stable Rust, only a return type: it goes through `fn() -> !`.
 fn output_hint(output: &Type) -> TokenStream {
-    if matches!(output, Type::Infer(_)) { TokenStream::new() } else { quote!(.output::<#output>()) }
+    match output {
+        Type::Infer(_) => TokenStream::new(),
+        Type::Never(_) => quote!(.output_of::<fn() -> #output>()),
+        _ => quote!(.output::<#output>()),
+    }
 }

@@ -224,3 +224,19 @@ fn unsafe_fn_with_patterns_and_inner_attributes() {
         expect_file!["../snapshots/unsafe_patterns_crate.rs"],
     );
 }
+
+/// `!` may not be a type argument on stable Rust, so the output hint names it through `fn() -> !`.
+#[test]
+fn async_fn_that_never_returns() {
+    check(
+        quote!(backend),
+        quote! {
+            async fn serve_forever(listener: Listener) -> ! {
+                loop {
+                    listener.accept().await;
+                }
+            }
+        },
+        expect_file!["../snapshots/async_never.rs"],
+    );
+}

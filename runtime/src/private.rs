@@ -326,6 +326,13 @@ impl Call {
         Typed { call: self, output: PhantomData }
     }
 
+    /// [`Call::output`] for an output type that cannot be a type argument: `!`, which stable Rust accepts
+    /// only as a return type, so the macro writes `.output_of::<fn() -> !>()`.
+    #[inline]
+    pub fn output_of<G: ReturnOf>(self) -> Typed<G::Output> {
+        Typed { call: self, output: PhantomData }
+    }
+
     /// Runs a sync body with the span current, then records its outcome.
     #[inline]
     pub fn call<T>(mut self, body: impl FnOnce() -> T, outcome: fn(&T) -> Outcome<'_>) -> T {
@@ -576,6 +583,16 @@ impl<T> Typed<T> {
     ) -> Run<F> {
         self.call.run_future(make, outcome)
     }
+}
+
+/// The return type of a fn pointer type, for [`Call::output_of`].
+pub trait ReturnOf {
+    /// What the fn returns.
+    type Output;
+}
+
+impl<T> ReturnOf for fn() -> T {
+    type Output = T;
 }
 
 pin_project! {
