@@ -71,15 +71,51 @@ fn timed_on_threads(threads: usize, iters: u64, record: fn(u64)) -> Duration {
     workers.into_iter().map(|w| w.join().expect("bench thread")).max().unwrap_or_default()
 }
 
+/// Routes a gateway's handler thread records in turn: the row differs from one record to the next.
+const ROUTES: [&str; 8] = [
+    "/users/{id}",
+    "/users/{id}/orders",
+    "/orders/{id}",
+    "/catalog",
+    "/catalog/{sku}",
+    "/cart",
+    "/checkout",
+    "/health",
+];
+
 fn oclayer_benches(c: &mut Criterion) {
     register_oclayer();
     record_oclayer(1.0);
+    for route in ROUTES {
+        stats::record_with_tags(&[LATENCY.m(1.0)], &[(&ROUTE, route), (&METHOD, "GET"), (&STATUS, "200")]);
+    }
     let mut group = c.benchmark_group("stats/oclayer");
     group.bench_function("count+distribution, 3 tags, 1 thread", |b| {
         b.iter_custom(|iters| timed(iters, |i| record_oclayer(black_box((i % 300) as f64))))
     });
     group.bench_function("count+distribution, 3 tags, each of 2 threads", |b| {
         b.iter_custom(|iters| timed_on_threads(2, iters, |i| record_oclayer(black_box((i % 300) as f64))))
+    });
+    group.bench_function("count+distribution, 3 tags, 8 routes in turn, 1 thread", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |i| {
+                stats::record_with_tags(
+                    &[LATENCY.m(black_box((i % 300) as f64))],
+                    &[(&ROUTE, ROUTES[(i % 8) as usize]), (&METHOD, "GET"), (&STATUS, "200")],
+                )
+            })
+        })
+    });
+    group.bench_function("record_pipe (2 views), 1 thread", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |i| {
+                layer::record_pipe(
+                    black_box("/users/{id}"),
+                    layer::PipeOutcome::Ok,
+                    Duration::from_micros(black_box(i % 300_000)),
+                )
+            })
+        })
     });
     group.bench_function("record_router (6 views), 1 thread", |b| {
         b.iter_custom(|iters| {

@@ -20,7 +20,7 @@ use super::view_data::{AggregationData, DistributionData, MeasureKind};
 pub(crate) enum CellKind {
     Count,
     Sum(MeasureKind),
-    Distribution(Arc<[f64]>),
+    Distribution(Arc<BucketIndex>),
     LastValue(MeasureKind),
 }
 
@@ -35,7 +35,7 @@ impl CellKind {
             CellKind::Count => Cell::Count(AtomicU64::new(0)),
             CellKind::Sum(MeasureKind::Int64) => Cell::SumInt(AtomicI64::new(0)),
             CellKind::Sum(MeasureKind::Float64) => Cell::SumFloat(AtomicU64::new(0f64.to_bits())),
-            CellKind::Distribution(bounds) => Cell::Distribution(DistributionCell::new(bounds.clone())),
+            CellKind::Distribution(index) => Cell::Distribution(DistributionCell::new(Arc::clone(index))),
             CellKind::LastValue(_) => {
                 Cell::LastValue { bits: AtomicU64::new(0), set: AtomicBool::new(false) }
             }
@@ -120,19 +120,108 @@ pub(crate) struct DistributionCell {
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
-    bounds: Arc<[f64]>,
+    index: Arc<BucketIndex>,
     buckets: Box<[AtomicU64]>,
 }
 
-/// The number of bounds `<= v`, which is `v`'s bucket since bounds strictly increase. Up to 64 bounds a
-/// count over all of them (vectorized, no dependent loads) beats a binary search, whose every step waits
-/// on the previous comparison.
+/// Bucket bounds, with what finds a value's bucket in a few instructions.
+///
+/// A value's bucket is the number of bounds `<= v` (bounds strictly increase). Counting over all bounds
+/// is branch-free but costs one comparison per bound (34 for the latency bounds); a binary search makes each
+/// step wait on the previous one. When every bound is positive, the value's binary exponent (a shift of its
+/// bits) says which power-of-two octave it lies in, a table gives the number of bounds below that octave,
+/// and only the few bounds inside the octave remain to count: a fixed [`OCTAVE_WIDTH`] of them, read from
+/// a copy of the bounds padded with infinities so the window never runs off the end. The usual bounds
+/// (ochttp's latency and size bounds, powers of two, 1-2-5 series) have at most four bounds per octave.
+#[derive(Debug)]
+pub(crate) struct BucketIndex {
+    bounds: Arc<[f64]>,
+    search: Search,
+}
+
+/// The most bounds one octave may hold for the octave search.
+const OCTAVE_WIDTH: usize = 4;
+
+/// A table longer than this (bounds spanning more than 64 octaves) is not worth its cache lines.
+const MAX_OCTAVES: usize = 64;
+
+#[derive(Debug)]
+enum Search {
+    Octave {
+        /// The bounds, then [`OCTAVE_WIDTH`] infinities.
+        padded: Box<[f64]>,
+        /// Entry `i`: the number of bounds below the octave whose biased exponent is `first_exponent + i`.
+        /// The first entry also serves smaller values, zero and negatives (no bound is below them); the last
+        /// also serves larger values (every bound is below them).
+        below: Box<[u32]>,
+        first_exponent: i64,
+    },
+    /// Few bounds: count over all of them (vectorized, no dependent loads).
+    Count,
+    /// Many bounds spread widely: binary search.
+    Binary,
+}
+
+/// The biased binary exponent of a positive `v` (0 for subnormals), negative for negative values and -0.0.
 #[inline]
-fn bucket_of(bounds: &[f64], v: f64) -> usize {
-    if bounds.len() <= 64 {
-        bounds.iter().map(|&b| usize::from(b <= v)).sum()
-    } else {
-        bounds.partition_point(|&b| b <= v)
+fn exponent(v: f64) -> i64 {
+    (v.to_bits() as i64) >> 52
+}
+
+impl BucketIndex {
+    /// The index of `bounds`, which the view checked: finite and strictly increasing.
+    pub(crate) fn new(bounds: Arc<[f64]>) -> BucketIndex {
+        let search = Self::octave_search(&bounds).unwrap_or(if bounds.len() <= 64 {
+            Search::Count
+        } else {
+            Search::Binary
+        });
+        BucketIndex { bounds, search }
+    }
+
+    fn octave_search(bounds: &[f64]) -> Option<Search> {
+        let (&lowest, &highest) = (bounds.first()?, bounds.last()?);
+        if lowest <= 0.0 || u32::try_from(bounds.len()).is_err() {
+            return None;
+        }
+        let first_exponent = exponent(lowest);
+        // One entry per octave holding a bound, and one past the last for every larger value.
+        let octaves = usize::try_from(exponent(highest) - first_exponent).ok()? + 2;
+        if octaves > MAX_OCTAVES {
+            return None;
+        }
+        let mut below = vec![0u32; octaves];
+        let mut widest = 0;
+        for (i, entry) in below.iter_mut().enumerate() {
+            let e = first_exponent + i as i64;
+            let start = bounds.partition_point(|&b| exponent(b) < e);
+            let end = bounds.partition_point(|&b| exponent(b) <= e);
+            // `start` fits: the length was checked above.
+            *entry = start as u32;
+            widest = widest.max(end - start);
+        }
+        if widest > OCTAVE_WIDTH {
+            return None;
+        }
+        let padded = bounds.iter().copied().chain([f64::INFINITY; OCTAVE_WIDTH]).collect();
+        Some(Search::Octave { padded, below: below.into(), first_exponent })
+    }
+
+    /// The bucket of a finite `v`: the number of bounds `<= v`.
+    #[inline]
+    pub(crate) fn bucket(&self, v: f64) -> usize {
+        match &self.search {
+            Search::Octave { padded, below, first_exponent } => {
+                let i = (exponent(v) - first_exponent).clamp(0, below.len() as i64 - 1) as usize;
+                let start = below[i] as usize;
+                // Bounds past the octave are above `v`, and the padding is infinite: neither counts. The
+                // window always exists (`start` is at most the number of bounds).
+                let window = padded.get(start..).and_then(<[f64]>::first_chunk::<OCTAVE_WIDTH>);
+                start + window.map_or(0, |w| w.iter().map(|&b| usize::from(b <= v)).sum::<usize>())
+            }
+            Search::Count => self.bounds.iter().map(|&b| usize::from(b <= v)).sum(),
+            Search::Binary => self.bounds.partition_point(|&b| b <= v),
+        }
     }
 }
 
@@ -145,8 +234,8 @@ fn store_f64(a: &AtomicU64, v: f64) {
 }
 
 impl DistributionCell {
-    fn new(bounds: Arc<[f64]>) -> Self {
-        let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+    fn new(index: Arc<BucketIndex>) -> Self {
+        let buckets = (0..=index.bounds.len()).map(|_| AtomicU64::new(0)).collect();
         DistributionCell {
             seq: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -156,7 +245,7 @@ impl DistributionCell {
             sum: AtomicU64::new(0),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
             max: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
-            bounds,
+            index,
             buckets,
         }
     }
@@ -166,7 +255,7 @@ impl DistributionCell {
     fn record(&self, v: f64) {
         // Bucket i holds bounds[i-1] <= v < bounds[i]: the number of bounds <= v. A value equal to a bound
         // goes up; anything below the first bound, negatives included, lands in bucket 0.
-        let bucket = bucket_of(&self.bounds, v);
+        let bucket = self.index.bucket(v);
 
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
@@ -320,7 +409,7 @@ mod tests {
     use super::*;
 
     fn dist(bounds: &[f64], values: &[f64]) -> DistributionAccumulator {
-        let kind = CellKind::Distribution(bounds.into());
+        let kind = CellKind::Distribution(Arc::new(BucketIndex::new(bounds.into())));
         let cell = kind.new_cell();
         for &v in values {
             cell.record(Value::Float(v));
@@ -344,14 +433,44 @@ mod tests {
         assert_eq!(d.buckets, vec![2, 1, 1]);
         assert_eq!(d.min, -5.0);
         assert_eq!(d.max, 10.0);
+        // Positive bounds take the octave search, which reads the exponent bits: signs must not fool it.
+        let d = dist(&[1.0, 2.0], &[-5.0, -0.0, 0.0, -1e300, f64::MIN_POSITIVE, 5e-324]);
+        assert_eq!(d.buckets, vec![6, 0, 0]);
+    }
+
+    fn is_octave(index: &BucketIndex) -> bool {
+        matches!(index.search, Search::Octave { .. })
     }
 
     #[test]
-    fn counting_and_binary_search_agree_on_buckets() {
-        let many: Vec<f64> = (0..100).map(|i| f64::from(i) * 1.5 - 10.0).collect();
-        for bounds in [&many[..], &many[..34], &many[..1], &[]] {
-            for v in [-100.0, -10.0, -9.0, 0.0, 1.5, 3.0, 50.0, 138.5, 1e9] {
-                assert_eq!(bucket_of(bounds, v), bounds.partition_point(|&b| b <= v), "{v} in {bounds:?}");
+    fn every_search_agrees_with_a_binary_search() {
+        use crate::layer::{LATENCY_BOUNDS_MS, SIZE_BOUNDS_BYTES};
+        let linear: Vec<f64> = (0..100).map(|i| f64::from(i) * 1.5 - 10.0).collect();
+        let powers: Vec<f64> = (-20..40).map(|e| 2f64.powi(e)).collect();
+        let tiny = [5e-324, 1e-320, f64::MIN_POSITIVE, 1e-300];
+        let huge = [1.0, 1e300, f64::MAX];
+        let dense: Vec<f64> = (1..=40).map(f64::from).collect();
+        let cases: [(&[f64], bool); 10] = [
+            (&LATENCY_BOUNDS_MS, true),
+            (&SIZE_BOUNDS_BYTES, true),
+            (&powers, true),
+            (&tiny, true),
+            (&[0.5], true),
+            (&huge, false),
+            (&dense, false),
+            (&linear, false),
+            (&linear[..34], false),
+            (&[], false),
+        ];
+        for (bounds, octave) in cases {
+            let index = BucketIndex::new(bounds.into());
+            assert_eq!(is_octave(&index), octave, "search chosen for {bounds:?}");
+            let mut values = vec![-1e308, -100.0, -1.0, -0.0, 0.0, 5e-324, 1e-310, 1e-300, 1e300, f64::MAX];
+            for &b in bounds {
+                values.extend([b, b.next_down(), b.next_up(), b * 0.75, b * 1.5, b * 2.0]);
+            }
+            for v in values.into_iter().filter(|v| v.is_finite()) {
+                assert_eq!(index.bucket(v), bounds.partition_point(|&b| b <= v), "{v:e} in {bounds:?}");
             }
         }
     }

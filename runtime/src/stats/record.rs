@@ -1,16 +1,21 @@
 //! Recording: the hot path.
 //!
-//! Each thread keeps, per distinct key list of the subscribed views, a hash table from raw tag values to a
-//! row holding this thread's own cell of each of those views. Recording a combination the thread has seen
-//! is: one thread-local access, one atomic load (has the set of views changed?), then per key list one
-//! gathering of the values, one hash and one probe, and per view a few relaxed stores into a cell no other
-//! thread writes. No lock, no allocation, no read-modify-write. A combination new to the thread takes the
-//! slow path once per view: it locks the view's row table, allocates the row and the cell, and caches them.
+//! Each thread keeps, per distinct key list of the subscribed views, its rows: the raw tag values and this
+//! thread's own cell of each view of that key list. Recording a combination the thread has seen is: one
+//! thread-local access, one atomic load (has the set of views changed?), then per key list the record
+//! touches, finding the row once, and per view a few relaxed stores into a cell no other thread writes. No
+//! lock, no allocation, no read-modify-write.
 //!
-//! The table is keyed by the values as given, before sanitizing, so a value that had to be fixed does not
-//! take the slow path again: its cache entry points at the fixed row's cell and remembers to count the fix.
+//! Finding the row first compares the values with the row this key list used last on this thread: a
+//! handler records the same route, method and status many times in a row, and a few byte comparisons are
+//! cheaper than hashing. Otherwise the values are hashed and looked up. A combination new to the thread
+//! takes the slow path once per view: it locks the view's row table, allocates the row and the cell, and
+//! keeps them.
 //!
-//! When views are registered or unregistered, each thread drops its tables at its next record and starts
+//! The rows are keyed by the values as given, before sanitizing, so a value that had to be fixed does not
+//! take the slow path again: its cell is the fixed row's cell and remembers to count the fix.
+//!
+//! When views are registered or unregistered, each thread drops its rows at its next record and starts
 //! over: its old cells are then held by the registry alone, which folds them into the rows' totals.
 
 use std::cell::RefCell;
@@ -24,24 +29,31 @@ use smallvec::SmallVec;
 use super::cell::Cell;
 use super::health;
 use super::measure::{Measurement, Value};
-use super::registry::{self, GENERATION, Subscriptions, ViewCollector};
+use super::registry::{self, GENERATION, ViewCollector};
 use super::tag::{self, TagKey, TagMap, same_bytes};
 
 /// Where a record's tag values come from.
 pub(crate) trait TagSource {
-    fn get(&self, key: &TagKey) -> Option<&str>;
+    /// The value of `key`, the `at`-th key of the key list being gathered: sources listed in the key
+    /// list's order (as the layers pass them) answer without a search.
+    fn get(&self, key: &TagKey, at: usize) -> Option<&str>;
 }
 
 impl TagSource for TagMap {
     #[inline]
-    fn get(&self, key: &TagKey) -> Option<&str> {
+    fn get(&self, key: &TagKey, _at: usize) -> Option<&str> {
         TagMap::get(self, key)
     }
 }
 
 impl TagSource for [(&TagKey, &str)] {
     #[inline]
-    fn get(&self, key: &TagKey) -> Option<&str> {
+    fn get(&self, key: &TagKey, at: usize) -> Option<&str> {
+        if let Some((k, v)) = <[_]>::get(self, at)
+            && k.same(key)
+        {
+            return Some(v);
+        }
         self.iter().find(|(k, _)| k.same(key)).map(|(_, v)| *v)
     }
 }
@@ -54,32 +66,41 @@ struct Layered<'a, S: ?Sized> {
 
 impl<S: TagSource + ?Sized> TagSource for Layered<'_, S> {
     #[inline]
-    fn get(&self, key: &TagKey) -> Option<&str> {
-        self.own.get(key).or_else(|| self.context.get(key))
+    fn get(&self, key: &TagKey, at: usize) -> Option<&str> {
+        self.own.get(key, at).or_else(|| self.context.get(key))
     }
 }
 
 thread_local! {
-    static LOCAL: RefCell<LocalState> = RefCell::new(LocalState::new());
+    static LOCAL: RefCell<LocalState> = const { RefCell::new(LocalState::new()) };
 }
 
 struct LocalState {
+    /// The registry's [`GENERATION`] this state was built from; 0, which no registration publishes, until
+    /// the first record after a registration.
     generation: u64,
-    subscriptions: Arc<Subscriptions>,
-    /// Per subscribed view (parallel to `subscriptions.views`): its key list in `keysets` and its place in
-    /// that key list's views.
-    slots: Vec<(u32, u32)>,
+    /// Per measure id: the range of `targets` it feeds.
+    by_measure: Vec<(u32, u32)>,
+    /// (key list in `keysets`, view within it), grouped by measure.
+    targets: Vec<(u32, u32)>,
     keysets: Vec<LocalKeyset>,
+    /// Numbers records, so a key list knows whether it found its row for the current one already.
+    epoch: u64,
     /// Per-thread random seed of [`hash_values`], so no one can aim values at one bucket.
     seed: u64,
 }
 
 /// The views of one key list, and this thread's rows of them.
 struct LocalKeyset {
-    keyset: u32,
     keys: Box<[TagKey]>,
     views: Vec<Arc<ViewCollector>>,
-    rows: HashTable<LocalRow>,
+    rows: Vec<LocalRow>,
+    /// `rows` by hash of their values.
+    index: HashTable<u32>,
+    /// The row the last record through this key list used (`rows` is empty until the first), and that
+    /// record's epoch.
+    row: u32,
+    epoch: u64,
 }
 
 struct LocalRow {
@@ -88,6 +109,22 @@ struct LocalRow {
     values: Box<[Option<Box<str>>]>,
     /// One per view of the key list, made on the view's first record of these values.
     cells: Box<[Option<LocalCell>]>,
+}
+
+impl LocalRow {
+    #[inline]
+    fn holds(&self, values: &[Option<&str>]) -> bool {
+        self.values.iter().zip(values).all(|(a, b)| same_value(a.as_deref(), *b))
+    }
+}
+
+#[inline]
+fn same_value(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 struct LocalCell {
@@ -106,63 +143,72 @@ impl LocalCell {
     }
 }
 
-/// Most views have a handful of keys; more spill to the heap on every record of that view.
+/// Most views have a handful of keys; more spill to the heap when a combination is looked up by hash.
 type Values<'a> = SmallVec<[Option<&'a str>; 8]>;
 
-/// (key list, view within it, value): one per view a record feeds. Up to 16 live inline; a record feeding
-/// more views than that (many views of the same measures) allocates this list on every call.
-type Work = SmallVec<[(u32, u32, Value); 16]>;
-
 impl LocalState {
-    fn new() -> LocalState {
+    const fn new() -> LocalState {
         LocalState {
             generation: 0,
-            subscriptions: Arc::new(Subscriptions::default()),
-            slots: Vec::new(),
+            by_measure: Vec::new(),
+            targets: Vec::new(),
             keysets: Vec::new(),
-            seed: foldhash::fast::RandomState::default().hash_one(0x006f_636c_6179_6572_u64) | 1,
-        }
-    }
-
-    #[inline]
-    fn sync(&mut self) {
-        if GENERATION.load(Ordering::Acquire) != self.generation {
-            self.refresh();
+            epoch: 0,
+            seed: 0,
         }
     }
 
     #[cold]
     fn refresh(&mut self) {
+        if self.seed == 0 {
+            self.seed = foldhash::fast::RandomState::default().hash_one(0x006f_636c_6179_6572_u64) | 1;
+        }
         let subscriptions = registry::subscriptions();
-        let mut keysets: Vec<LocalKeyset> = Vec::new();
+        let mut keysets: Vec<(u32, LocalKeyset)> = Vec::new();
+        // Per subscribed view: its key list in `keysets` and its place in that key list's views.
         let mut slots = Vec::with_capacity(subscriptions.views.len());
         for view in &subscriptions.views {
-            let index = match keysets.iter().position(|k| k.keyset == view.keyset) {
+            let index = match keysets.iter().position(|(id, _)| *id == view.keyset) {
                 Some(i) => i,
                 None => {
-                    keysets.push(LocalKeyset {
-                        keyset: view.keyset,
-                        keys: view.keys.clone(),
-                        views: Vec::new(),
-                        rows: HashTable::new(),
-                    });
+                    keysets.push((
+                        view.keyset,
+                        LocalKeyset {
+                            keys: view.keys.clone(),
+                            views: Vec::new(),
+                            rows: Vec::new(),
+                            index: HashTable::new(),
+                            row: 0,
+                            epoch: 0,
+                        },
+                    ));
                     keysets.len() - 1
                 }
             };
-            let views = &mut keysets[index].views;
+            let views = &mut keysets[index].1.views;
             views.push(Arc::clone(view));
             slots.push((index as u32, (views.len() - 1) as u32));
         }
-        self.keysets = keysets;
-        self.slots = slots;
+        let mut by_measure = Vec::with_capacity(subscriptions.measures());
+        let mut targets = Vec::with_capacity(slots.len());
+        for id in 0..subscriptions.measures() {
+            let start = targets.len() as u32;
+            targets.extend(subscriptions.views_of(id as u32).iter().map(|&i| slots[i]));
+            by_measure.push((start, targets.len() as u32));
+        }
+        self.keysets = keysets.into_iter().map(|(_, k)| k).collect();
+        self.by_measure = by_measure;
+        self.targets = targets;
         self.generation = subscriptions.generation;
-        self.subscriptions = subscriptions;
     }
 
+    #[inline]
     fn record<S: TagSource + ?Sized>(&mut self, measurements: &[Measurement<'_>], tags: &S) {
-        self.sync();
-        let LocalState { subscriptions, slots, keysets, seed, .. } = self;
-        let mut work = Work::new();
+        if GENERATION.load(Ordering::Acquire) != self.generation {
+            self.refresh();
+        }
+        self.epoch += 1;
+        let LocalState { by_measure, targets, keysets, epoch, seed, .. } = self;
         for m in measurements {
             let value = match m.value {
                 Value::Float(v) if !v.is_finite() => {
@@ -171,42 +217,64 @@ impl LocalState {
                 }
                 v => v,
             };
-            for &i in subscriptions.views_of(m.measure.id()) {
-                let (keyset, view) = slots[i];
-                work.push((keyset, view, value));
+            let Some(&(start, end)) = by_measure.get(m.measure.id() as usize) else { continue };
+            for &(keyset, view) in targets.get(start as usize..end as usize).unwrap_or_default() {
+                let Some(keyset) = keysets.get_mut(keyset as usize) else { continue };
+                // Views sharing a key list (the usual case: a layer's views) share one finding of the row.
+                if keyset.epoch != *epoch {
+                    keyset.find_row(tags, *seed);
+                    keyset.epoch = *epoch;
+                }
+                keyset.apply(view as usize, value);
             }
         }
-        // Views sharing a key list (the usual case: a layer's views) share one gathering, hash and probe.
-        work.sort_unstable_by_key(|&(keyset, _, _)| keyset);
-        let mut values = Values::new();
-        for run in work.chunk_by(|a, b| a.0 == b.0) {
-            let LocalKeyset { keys, views, rows, .. } = &mut keysets[run[0].0 as usize];
-            values.clear();
-            for key in keys.iter() {
-                values.push(tags.get(key));
+    }
+}
+
+impl LocalKeyset {
+    /// Points `row` at the row of the record's values, making it if new.
+    #[inline]
+    fn find_row<S: TagSource + ?Sized>(&mut self, tags: &S, seed: u64) {
+        if let Some(last) = self.rows.get(self.row as usize)
+            && self
+                .keys
+                .iter()
+                .zip(last.values.iter())
+                .enumerate()
+                .all(|(at, (key, value))| same_value(tags.get(key, at), value.as_deref()))
+        {
+            return;
+        }
+        self.look_up(tags, seed);
+    }
+
+    /// [`find_row`](Self::find_row) when the values differ from the last record's.
+    #[inline(never)]
+    fn look_up<S: TagSource + ?Sized>(&mut self, tags: &S, seed: u64) {
+        let values: Values = self.keys.iter().enumerate().map(|(at, key)| tags.get(key, at)).collect();
+        let hash = hash_values(seed, &values);
+        let LocalKeyset { rows, index, views, .. } = self;
+        let found = index.find(hash, |&i| rows.get(i as usize).is_some_and(|row| row.holds(&values)));
+        self.row = match found {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+                rows.push(new_row(hash, &values, views.len()));
+                index.insert_unique(hash, i, |&i| rows.get(i as usize).map_or(0, |row| row.hash));
+                i
             }
-            let hash = hash_values(*seed, &values);
-            let same = |row: &LocalRow| {
-                row.values.iter().zip(values.iter()).all(|(a, b)| match (a, b) {
-                    (Some(a), Some(b)) => same_bytes(a.as_bytes(), b.as_bytes()),
-                    (None, None) => true,
-                    _ => false,
-                })
-            };
-            let row = match rows.find_entry(hash, same) {
-                Ok(found) => found.into_mut(),
-                Err(absent) => absent
-                    .into_table()
-                    .insert_unique(hash, new_row(hash, &values, views.len()), |r| r.hash)
-                    .into_mut(),
-            };
-            for &(_, view, value) in run {
-                let slot = &mut row.cells[view as usize];
-                match slot {
-                    Some(cell) => cell.apply(value),
-                    None => slot.insert(attach(&views[view as usize], &values)).apply(value),
-                }
-            }
+        };
+    }
+
+    /// Adds `value` to `view`'s cell of the current row.
+    #[inline]
+    fn apply(&mut self, view: usize, value: Value) {
+        let LocalKeyset { rows, views, row, .. } = self;
+        let Some(row) = rows.get_mut(*row as usize) else { return };
+        let (Some(slot), Some(collector)) = (row.cells.get_mut(view), views.get(view)) else { return };
+        match slot {
+            Some(cell) => cell.apply(value),
+            None => slot.insert(attach(collector, &row.values)).apply(value),
         }
     }
 }
@@ -223,8 +291,9 @@ fn new_row(hash: u64, values: &[Option<&str>], views: usize) -> LocalRow {
 
 #[cold]
 #[inline(never)]
-fn attach(view: &ViewCollector, values: &[Option<&str>]) -> LocalCell {
-    let (cell, fixed) = view.attach(values);
+fn attach(view: &ViewCollector, values: &[Option<Box<str>>]) -> LocalCell {
+    let values: Values = values.iter().map(|v| v.as_deref()).collect();
+    let (cell, fixed) = view.attach(&values);
     LocalCell { cell, fixed }
 }
 

@@ -57,6 +57,11 @@ impl Subscriptions {
     pub(crate) fn views_of(&self, measure_id: u32) -> &[usize] {
         self.by_measure.get(measure_id as usize).map_or(&[], Vec::as_slice)
     }
+
+    /// One more than the largest measure id with views.
+    pub(crate) fn measures(&self) -> usize {
+        self.by_measure.len()
+    }
 }
 
 impl Registry {

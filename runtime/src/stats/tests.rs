@@ -79,6 +79,51 @@ fn a_tag_missing_from_a_record_is_an_absent_value_not_a_shifted_one() {
 }
 
 #[test]
+fn alternating_combinations_and_reused_buffers_land_in_their_own_rows() {
+    // Recording compares values with the previous record's row before hashing: a changed value in a reused
+    // buffer (same address, same length), a value moving to another key, and key lists shared by several
+    // views must each still find the right row.
+    static M: Int64Measure = Int64Measure::new("test/alternating", "n", "1");
+    register(&[
+        view("test/alternating/both", &M, &[ROUTE, METHOD], Aggregation::Sum),
+        view("test/alternating/both_count", &M, &[ROUTE, METHOD], Aggregation::Count),
+        view("test/alternating/method", &M, &[METHOD], Aggregation::Sum),
+    ])
+    .expect("valid views");
+    let mut route = String::from("/a");
+    for i in 0..6 {
+        route.replace_range(1.., if i % 2 == 0 { "a" } else { "b" });
+        record_with_tags(&[M.m(1)], &[(&ROUTE, &route), (&METHOD, "GET")]);
+    }
+    // Keys in another order than the view's, then the route given as the method.
+    record_with_tags(&[M.m(10)], &[(&METHOD, "PUT"), (&ROUTE, "/a")]);
+    record_with_tags(&[M.m(100)], &[(&ROUTE, "GET"), (&METHOD, "/a")]);
+    record_with_tags(&[M.m(1000)], &[(&ROUTE, "/a")]);
+
+    assert_eq!(
+        rows("test/alternating/both"),
+        vec![
+            (vec![Some("/a".to_owned()), None], AggregationData::SumInt64(1000)),
+            (tags(&["/a", "GET"]), AggregationData::SumInt64(3)),
+            (tags(&["/a", "PUT"]), AggregationData::SumInt64(10)),
+            (tags(&["/b", "GET"]), AggregationData::SumInt64(3)),
+            (tags(&["GET", "/a"]), AggregationData::SumInt64(100)),
+        ]
+    );
+    let counts: Vec<_> = rows("test/alternating/both_count").into_iter().map(|(_, d)| d).collect();
+    assert_eq!(counts, [1, 3, 1, 3, 1].map(AggregationData::Count));
+    assert_eq!(
+        rows("test/alternating/method"),
+        vec![
+            (vec![None], AggregationData::SumInt64(1000)),
+            (tags(&["/a"]), AggregationData::SumInt64(100)),
+            (tags(&["GET"]), AggregationData::SumInt64(6)),
+            (tags(&["PUT"]), AggregationData::SumInt64(10)),
+        ]
+    );
+}
+
+#[test]
 fn last_value_keeps_the_latest_across_threads() {
     static M: Float64Measure = Float64Measure::new("test/last_value", "queue depth", "1");
     static I: Int64Measure = Int64Measure::new("test/last_value_i", "connections", "1");

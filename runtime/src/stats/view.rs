@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use super::cell::CellKind;
+use super::cell::{BucketIndex, CellKind};
 use super::measure::{Measure, MeasureValue};
 use super::tag::{MAX_TAG_LEN, TagKey};
 use super::view_data::{Aggregation, ViewDescriptor};
@@ -88,7 +88,7 @@ impl View {
                         bounds[i]
                     )));
                 }
-                CellKind::Distribution(Arc::clone(bounds))
+                CellKind::Distribution(Arc::new(BucketIndex::new(Arc::clone(bounds))))
             }
         })
     }
