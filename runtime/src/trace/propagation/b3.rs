@@ -7,12 +7,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::{set_header, single_value, write_hex};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
-static TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+pub(super) static TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
 static SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
 static PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 static SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 static FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
-static SINGLE: HeaderName = HeaderName::from_static("b3");
+pub(super) static SINGLE: HeaderName = HeaderName::from_static("b3");
 
 pub(super) fn extract_multi(headers: &HeaderMap) -> Option<SpanContext> {
     let trace_id = parse_trace_id(single_value(headers, &TRACE_ID)?)?;

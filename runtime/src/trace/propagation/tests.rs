@@ -306,3 +306,32 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn formats_are_found_among_few_or_many_headers() {
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let b3 = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1";
+    // Below and above the count where the names stop being compared one by one.
+    for others in [0, 3, Present::MAX_SCANNED, Present::MAX_SCANNED + 10] {
+        let mut map = HeaderMap::new();
+        for i in 0..others {
+            let name = HeaderName::from_bytes(format!("x-other-{i}").as_bytes()).expect("a valid name");
+            map.insert(name, HeaderValue::from_static("v"));
+        }
+        map.insert(http::header::HOST, HeaderValue::from_static("gateway.local"));
+        assert_eq!(extract(&map), None, "{others} other headers, no context");
+
+        let mut with_b3 = map.clone();
+        with_b3.insert("b3", HeaderValue::from_static(b3));
+        assert_eq!(extract(&with_b3).map(|c| c.span_id), Some(span_id()), "b3 among {others}");
+
+        let mut with_multi = map.clone();
+        with_multi.insert("x-b3-traceid", HeaderValue::from_static(TRACE));
+        with_multi.insert("x-b3-spanid", HeaderValue::from_static(SPAN));
+        assert_eq!(extract(&with_multi).map(|c| c.trace_id), Some(trace_id()), "B3 among {others}");
+
+        map.insert("traceparent", HeaderValue::from_static(traceparent));
+        let context = extract(&map).expect("traceparent among other headers");
+        assert_eq!((context.trace_id, context.sampled), (trace_id(), true), "{others} other headers");
+    }
+}

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName};
 use super::{set_header, single_value, write_hex};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(super) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// Version 00 is exactly this long; later versions may append `-` and more fields.
 const VERSION_00_LEN: usize = 55;
