@@ -9,6 +9,7 @@
 //! Users depend on the `oclayer` facade, which re-exports this crate and the `#[trace_layer]` attribute.
 #![warn(missing_docs)]
 
+mod clock;
 pub mod config;
 mod error;
 pub mod export;

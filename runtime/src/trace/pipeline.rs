@@ -8,17 +8,18 @@
 //!
 //! Only one sink is installed at a time (one pipeline per process); with none, ended spans are discarded.
 
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 use super::SpanData;
-use super::span::{SpanInner, WallClock};
+use super::span::SpanInner;
+use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
 use crate::stats::health;
 
@@ -34,8 +35,21 @@ pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(2);
 /// Drops are logged at most this often.
 pub const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The installed sink; `None` before `init` and after shutdown.
-static SINK: ArcSwapOption<SpanSink> = ArcSwapOption::const_empty();
+/// The installed sink; `None` before `init` and after shutdown. Read on the request path only when
+/// [`GENERATION`] says a thread's copy is stale.
+static SINK: Mutex<Option<Arc<SpanSink>>> = Mutex::new(None);
+
+/// Bumped by every install and uninstall, under [`SINK`]'s lock: a thread whose copy of the sink has
+/// another generation takes a new copy.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's copy of [`SINK`] and the generation it was taken at: a span's end then reaches the
+    /// queue with one shared load and no reference-count traffic (an `ArcSwap` load cost a third of the
+    /// hand-off). An idle thread's copy keeps an uninstalled sink's memory until the thread ends a span
+    /// or exits; the batcher has delivered everything in it by then.
+    static CACHED_SINK: RefCell<(u64, Option<Arc<SpanSink>>)> = const { RefCell::new((0, None)) };
+}
 
 /// Spans dropped because the queue was full, since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -50,19 +64,56 @@ pub fn dropped_spans() -> u64 {
 /// Hands an ended sampled span to the installed pipeline, if any.
 #[inline]
 pub(crate) fn submit(span: Arc<SpanInner>) {
-    if let Some(sink) = SINK.load().as_deref() {
+    let generation = GENERATION.load(Ordering::Acquire);
+    let mut span = Some(span);
+    let handled = CACHED_SINK
+        .try_with(|cached| {
+            // Busy only if a push re-entered here (it does not: queued spans have ended, so dropping one
+            // submits nothing); the slow path below then serves it rather than a panic.
+            let Ok(mut cached) = cached.try_borrow_mut() else { return false };
+            if cached.0 != generation {
+                *cached = (generation, installed());
+            }
+            if let Some(sink) = &cached.1
+                && let Some(span) = span.take()
+            {
+                sink.push(span);
+            }
+            true
+        })
+        .unwrap_or(false);
+    // The thread's locals are being torn down: use the installed sink without keeping a copy.
+    if !handled
+        && let Some(span) = span.take()
+        && let Some(sink) = installed()
+    {
         sink.push(span);
     }
 }
 
+/// The installed sink, if any.
+fn installed() -> Option<Arc<SpanSink>> {
+    SINK.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// Replaces the installed sink and tells every thread's copy it is stale.
+fn replace_sink(sink: Option<Arc<SpanSink>>) {
+    let mut installed = SINK.lock().unwrap_or_else(PoisonError::into_inner);
+    *installed = sink;
+    // Under the lock: a thread that sees the new generation then reads this sink, not the one before.
+    GENERATION.fetch_add(1, Ordering::Release);
+}
+
 /// Makes `sink` receive ended spans.
 pub(crate) fn install(sink: Arc<SpanSink>) {
-    SINK.store(Some(sink));
+    // Calibrating the clock takes a few milliseconds once: here, at `init`, not on the first request.
+    clock::calibrate();
+    replace_sink(Some(sink));
 }
 
 /// Stops queueing ended spans; they are discarded until the next `install`.
 pub(crate) fn uninstall() {
-    SINK.store(None);
+    replace_sink(None);
 }
 
 /// The bounded queue between ended spans and the batcher.

@@ -6,10 +6,16 @@
 //! so ending is one atomic swap and one decrement, and a rename moves the count to the new name's slot.
 //! Unsampled spans never come here.
 //!
+//! Most names are `&'static str` (the layers' names are fixed per annotated fn), and a static string's
+//! address and length identify its text for the life of the process: each thread keeps a small cache from
+//! address to slot, so a sampled span of such a name finds its slot with no lock and no hashing.
+//!
 //! The table holds [`MAX_RUNNING_SPAN_NAMES`] names; spans of names seen after it filled are counted under
 //! [`OTHER_SPAN_NAMES`], so names made from request data cannot grow memory without bound. Names are never
 //! removed: a name's count returns to 0 but it keeps its slot.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{LazyLock, PoisonError, RwLock};
@@ -34,6 +40,47 @@ const SHARDS: usize = 8;
 /// The registry of the process; span starts and ends go to it.
 static RUNNING: LazyLock<Registry> = LazyLock::new(|| Registry::new(MAX_RUNNING_SPAN_NAMES));
 
+/// Entries of each thread's cache of static names' slots: a handful covers the spans of one request.
+const STATIC_NAME_CACHE: usize = 16;
+
+thread_local! {
+    /// `(address, length, slot)` of static names this thread has looked up, direct-mapped by address. Slots
+    /// are never reassigned, so an entry never goes stale; [`NO_SLOT`] marks an empty entry.
+    static STATIC_NAMES: [Cell<(usize, usize, u32)>; STATIC_NAME_CACHE] =
+        const { [const { Cell::new((0, 0, NO_SLOT)) }; STATIC_NAME_CACHE] };
+}
+
+/// The slot of `name` in the process registry, from this thread's cache when the name is static.
+// A `Cow`, not a `&str`: whether the name is a static borrow is what the cache needs.
+#[allow(clippy::ptr_arg)]
+#[inline]
+fn global_slot(name: &Cow<'static, str>) -> u32 {
+    match name {
+        Cow::Borrowed(name) => cached_slot(name),
+        Cow::Owned(name) => RUNNING.slot(name),
+    }
+}
+
+#[inline]
+fn cached_slot(name: &'static str) -> u32 {
+    let key = (name.as_ptr() as usize, name.len());
+    // Names are laid out at least a few bytes apart: the low bits alone would leave entries unused.
+    let index = ((key.0 >> 3) ^ (key.0 >> 9) ^ key.1) % STATIC_NAME_CACHE;
+    STATIC_NAMES
+        .try_with(|cache| {
+            let entry = &cache[index];
+            let (address, len, slot) = entry.get();
+            if (address, len) == key && slot != NO_SLOT {
+                return slot;
+            }
+            let slot = RUNNING.slot(name);
+            entry.set((key.0, key.1, slot));
+            slot
+        })
+        // The thread's locals are being torn down: look the name up without the cache.
+        .unwrap_or_else(|_| RUNNING.slot(name))
+}
+
 /// The span names with running (started, not yet ended) sampled spans in this process, each with its
 /// count; names with no running span are left out. Spans whose names came after
 /// [`MAX_RUNNING_SPAN_NAMES`] others are counted together under [`OTHER_SPAN_NAMES`]. A renamed span
@@ -54,16 +101,22 @@ pub fn running_spans() -> Vec<(String, u64)> {
 }
 
 /// Counts a sampled span named `name` as running; returns the slot the span keeps for [`ended`].
+// A `Cow`, not a `&str`: whether the name is a static borrow is what the cache needs.
+#[allow(clippy::ptr_arg)]
 #[inline]
-pub(crate) fn started(name: &str) -> u32 {
-    RUNNING.started(name)
+pub(crate) fn started(name: &Cow<'static, str>) -> u32 {
+    RUNNING.started_in(global_slot(name))
 }
 
 /// Moves the count of a running span to `name`. Call it under the span's record lock, so that renames of
 /// one span are ordered like the names they set; it only races with [`ended`], which it tolerates.
+// A `Cow`, not a `&str`: whether the name is a static borrow is what the cache needs.
+#[allow(clippy::ptr_arg)]
 #[inline]
-pub(crate) fn renamed(slot: &AtomicU32, name: &str) {
-    RUNNING.renamed(slot, name);
+pub(crate) fn renamed(slot: &AtomicU32, name: &Cow<'static, str>) {
+    if slot.load(Ordering::Acquire) != NO_SLOT {
+        RUNNING.moved(slot, global_slot(name));
+    }
 }
 
 /// Stops counting the span that holds `slot`; later calls do nothing.
@@ -135,19 +188,30 @@ impl Registry {
         &self.counts[slot as usize]
     }
 
+    /// By name, without the static-name cache: for tests of one registry.
+    #[cfg(test)]
     pub(crate) fn started(&self, name: &str) -> u32 {
-        let slot = self.slot(name);
+        self.started_in(self.slot(name))
+    }
+
+    /// Counts a span in `slot` (from [`Registry::slot`]); returns `slot`.
+    fn started_in(&self, slot: u32) -> u32 {
         self.counter(slot).fetch_add(1, Ordering::Relaxed);
         slot
     }
 
+    /// By name, without the static-name cache: for tests of one registry.
+    #[cfg(test)]
     pub(crate) fn renamed(&self, held: &AtomicU32, name: &str) {
-        let old = held.load(Ordering::Acquire);
-        if old == NO_SLOT {
-            return;
+        if held.load(Ordering::Acquire) != NO_SLOT {
+            self.moved(held, self.slot(name));
         }
-        let new = self.slot(name);
-        if new == old {
+    }
+
+    /// Moves the count of the span holding `held` to slot `new`, unless it has ended.
+    fn moved(&self, held: &AtomicU32, new: u32) {
+        let old = held.load(Ordering::Acquire);
+        if old == NO_SLOT || new == old {
             return;
         }
         // Counted under the new name before the span holds it, so that an `ended` racing with the swap
@@ -320,6 +384,29 @@ mod tests {
         span.update_name("running-rename-late");
         assert_eq!(running("running-rename-to"), 0);
         assert_eq!(running("running-rename-late"), 0, "an ended span is not renamed");
+    }
+
+    #[test]
+    fn static_names_count_by_text_whatever_their_address() {
+        // Two static strings with the same text at different addresses, and an owned one: one name.
+        let first: &'static str = Box::leak("running-cached".to_owned().into_boxed_str());
+        let second: &'static str = Box::leak("running-cached".to_owned().into_boxed_str());
+        assert_ne!(first.as_ptr(), second.as_ptr());
+        let slots: Vec<AtomicU32> = [Cow::Borrowed(first), Cow::Borrowed(second), Cow::Borrowed(first)]
+            .iter()
+            .chain([Cow::Owned("running-cached".to_owned())].iter())
+            .map(|name| AtomicU32::new(started(name)))
+            .collect();
+        assert_eq!(running("running-cached"), 4);
+        // A rename through the cache moves the count like one through the map.
+        renamed(&slots[0], &Cow::Borrowed("running-cached-renamed"));
+        assert_eq!(running("running-cached"), 3);
+        assert_eq!(running("running-cached-renamed"), 1);
+        for slot in &slots {
+            ended(slot);
+        }
+        assert_eq!(running("running-cached"), 0);
+        assert_eq!(running("running-cached-renamed"), 0);
     }
 
     #[test]

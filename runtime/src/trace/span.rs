@@ -6,10 +6,11 @@
 //! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
 //! turns it into [`SpanData`] for the exporters.
 //!
-//! Time is read from the monotonic clock only, once when a sampled span starts and once when it ends; the
-//! pipeline converts those instants to wall-clock time when it hands the span over, against one
-//! `SystemTime`/`Instant` pair read per batch. Durations therefore never go negative, and the request path
-//! pays one clock read per timestamp instead of two.
+//! Time is read from the monotonic clock only ([`crate::clock`], a TSC read where the kernel trusts it),
+//! once when a sampled span starts and once when it ends; the pipeline converts those instants to
+//! wall-clock time when it hands the span over, against one wall-clock/monotonic pair read per batch.
+//! Durations therefore never go negative, and the request path pays one clock read per timestamp instead of
+//! two.
 //!
 //! A span ends at the first of: [`Span::end`], the completion (or cancellation) of the future it
 //! [instruments](super::FutureExt::instrument), or the drop of its last handle. Recording into an ended span
@@ -19,9 +20,11 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use smallvec::SmallVec;
+
+use crate::clock::{Instant, WallClock};
 
 use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
 use super::spin::{SpinGuard, SpinLock};
@@ -226,7 +229,18 @@ impl Span {
     #[inline]
     pub fn end(&self) {
         if let Repr::Sampled(inner) = &self.repr {
-            end_sampled(inner);
+            end_sampled(inner, Instant::now());
+        }
+    }
+
+    /// [`Span::end`] with an end time read by the caller: a layer that also measures the call's latency
+    /// reads the clock once for both.
+    // The layers' glue (private.rs) is to share its latency reads through this; until then only tests do.
+    #[allow(dead_code)]
+    #[inline]
+    pub(crate) fn end_at(&self, at: Instant) {
+        if let Repr::Sampled(inner) = &self.repr {
+            end_sampled(inner, at);
         }
     }
 
@@ -268,7 +282,7 @@ impl Drop for Span {
         if let Repr::Sampled(inner) = &self.repr
             && Arc::strong_count(inner) == 1
         {
-            end_sampled(inner);
+            end_sampled(inner, Instant::now());
         }
     }
 }
@@ -286,8 +300,8 @@ impl fmt::Debug for Span {
 
 /// Ends a sampled span and queues it. Out of line, so that the unsampled path inlines to a branch.
 #[inline(never)]
-fn end_sampled(inner: &Arc<SpanInner>) {
-    if inner.finish() {
+fn end_sampled(inner: &Arc<SpanInner>, at: Instant) {
+    if inner.finish(at) {
         pipeline::submit(Arc::clone(inner));
     }
 }
@@ -372,12 +386,12 @@ impl SpanInner {
         record.time_events.push((at, event));
     }
 
-    /// Stamps the end time; true for the one caller that ended the span.
-    fn finish(&self) -> bool {
+    /// Stamps the end time `at`; true for the one caller that ended the span.
+    fn finish(&self, at: Instant) -> bool {
         if self.is_ended() {
             return false;
         }
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        let nanos = at.nanos_since(self.start).min(u64::MAX - 1) + 1;
         let ended = self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok();
         if ended {
             running::ended(&self.running);
@@ -423,7 +437,7 @@ impl Drop for SpanInner {
         if *self.end.get_mut() != 0 {
             return;
         }
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1;
+        let nanos = Instant::now().nanos_since(self.start).min(u64::MAX - 1) + 1;
         running::ended(&self.running);
         let record = std::mem::take(self.record.get_mut());
         pipeline::submit(Arc::new(SpanInner {
@@ -437,30 +451,6 @@ impl Drop for SpanInner {
             running: AtomicU32::new(running::NO_SLOT),
             record: SpinLock::new(record),
         }));
-    }
-}
-
-/// Turns monotonic instants into wall-clock times, against one reading of both clocks.
-pub(crate) struct WallClock {
-    wall: SystemTime,
-    monotonic: Instant,
-}
-
-impl WallClock {
-    /// Reads both clocks now.
-    pub(crate) fn now() -> WallClock {
-        WallClock { wall: SystemTime::now(), monotonic: Instant::now() }
-    }
-
-    /// The wall-clock time of `at`.
-    pub(crate) fn at(&self, at: Instant) -> SystemTime {
-        let moved = if at <= self.monotonic {
-            self.wall.checked_sub(self.monotonic - at)
-        } else {
-            self.wall.checked_add(at - self.monotonic)
-        };
-        // Out of SystemTime's range only for absurd clocks: keep the reading rather than panic.
-        moved.unwrap_or(self.wall)
     }
 }
 
@@ -532,8 +522,22 @@ impl SpanBuilder {
     // unsampled path then compiles to a few instructions with no call.
     #[inline(always)]
     pub fn start(self) -> Span {
+        self.start_with(None)
+    }
+
+    /// [`SpanBuilder::start`] with a start time read by the caller: a layer that also measures the call's
+    /// latency reads the clock once for both. Used only if the span is sampled.
+    // The layers' glue (private.rs) is to share its latency reads through this; until then only tests do.
+    #[allow(dead_code)]
+    #[inline(always)]
+    pub(crate) fn start_at(self, at: Instant) -> Span {
+        self.start_with(Some(at))
+    }
+
+    #[inline(always)]
+    fn start_with(self, at: Option<Instant>) -> Span {
         let SpanBuilder { name, kind, parent, sampler } = self;
-        let start = Start { name, kind, sampler };
+        let start = Start { name, kind, sampler, at };
         match parent {
             // The slot is borrowed only to copy the parent's context out; the child is built after.
             Parent::Current => start.child_of(context::with_current(LocalParent::of)),
@@ -572,6 +576,8 @@ struct Start {
     name: Cow<'static, str>,
     kind: SpanKind,
     sampler: Option<Sampler>,
+    /// The start time if the caller read it; else the clock is read once the span is known to be sampled.
+    at: Option<Instant>,
 }
 
 impl Start {
@@ -640,19 +646,23 @@ impl Start {
         same_process_as_parent_span: Option<bool>,
     ) -> Span {
         let running = AtomicU32::new(running::started(&self.name));
-        Span {
-            repr: Repr::Sampled(Arc::new(SpanInner {
-                context,
-                parent_span_id,
-                kind: self.kind,
-                same_process_as_parent_span,
-                start: Instant::now(),
-                end: AtomicU64::new(0),
-                child_span_count: AtomicU32::new(0),
-                running,
-                record: SpinLock::new(Record { name: self.name, ..Record::default() }),
-            })),
-        }
+        // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
+        // copied it, a tenth of the sampled path.
+        let mut inner = Arc::<SpanInner>::new_uninit();
+        let Some(slot) = Arc::get_mut(&mut inner) else { unreachable!("a new Arc has no other handle") };
+        slot.write(SpanInner {
+            context,
+            parent_span_id,
+            kind: self.kind,
+            same_process_as_parent_span,
+            start: self.at.unwrap_or_else(Instant::now),
+            end: AtomicU64::new(0),
+            child_span_count: AtomicU32::new(0),
+            running,
+            record: SpinLock::new(Record { name: self.name, ..Record::default() }),
+        });
+        // SAFETY: initialised just above.
+        Span { repr: Repr::Sampled(unsafe { inner.assume_init() }) }
     }
 }
 

@@ -113,6 +113,27 @@ fn sampled_root_records_what_is_set() {
 }
 
 #[test]
+fn a_span_takes_the_clock_readings_it_is_given() {
+    // A layer reads the clock once for its span and its latency: the span's duration is exactly the
+    // difference of the two readings, and its end is its start plus that duration.
+    let start = crate::clock::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let end = crate::clock::Instant::now();
+    let span = sampled("given-times").parent(Parent::Root).start_at(start);
+    span.end_at(end);
+    span.end_at(crate::clock::Instant::now());
+    let data = exported(&span);
+    assert_eq!(data.duration(), end.duration_since(start), "the first end wins, with its reading");
+    assert!(data.duration() > std::time::Duration::ZERO);
+
+    // Readings in the wrong order (another core's counter a little behind): zero, never negative.
+    let backwards = sampled("given-times-backwards").parent(Parent::Root).start_at(end);
+    backwards.end_at(start);
+    let data = exported(&backwards);
+    assert_eq!(data.end_time, data.start_time);
+}
+
+#[test]
 fn an_ended_span_ignores_further_recording() {
     let span = sampled_root("root");
     span.set_attribute("before", true);
