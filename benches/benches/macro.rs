@@ -212,6 +212,12 @@ fn parts<M: Measurement + 'static>(c: &mut Criterion<M>) {
     c.bench_function("parts/extract_no_context", |b| {
         b.iter(|| trace::propagation::extract(black_box(req.headers())))
     });
+    // What a backend call writes into its outgoing request: `traceparent` and the B3 headers.
+    let context = trace::SpanBuilder::new("backend-/bench/{id}").start().span_context();
+    let mut outgoing = request();
+    c.bench_function("parts/inject", |b| {
+        b.iter(|| trace::propagation::inject(black_box(&context), black_box(outgoing.headers_mut())))
+    });
     drop(telemetry);
 }
 

@@ -201,31 +201,44 @@ impl Site {
     /// What the measures need from the request, read now: the request may be gone when the call ends.
     fn request_tags(&'static self, view: &HttpView<'_>) -> RequestTags {
         let host = match (self.layer, view.host()) {
-            (Layer::Backend, Some(host)) => self.host_tag(host),
-            _ => "",
+            (Layer::Backend, Some(host)) => self.host_slot(host),
+            _ => HostTag::NONE,
         };
         RequestTags {
-            method: view.request().method().map_or("", method_tag),
+            method: view.request().method().map_or(MethodTag::NONE, MethodTag::of),
             host,
             bytes: content_length(view.headers()).unwrap_or(0),
         }
     }
 
-    /// The host as a `'static` tag value, without allocating once this fn has seen the host: each fn
-    /// interns the first hosts it calls (a backend fn calls one or a few), leaking one small string per
-    /// host, and tags any further ones [`layer::HOST_TAG_OTHER`], which also bounds the rows.
-    fn host_tag(&'static self, host: &str) -> &'static str {
-        for slot in &self.hosts {
+    /// The host's slot among this fn's interned hosts, without allocating once this fn has seen the host:
+    /// each fn interns the first hosts it calls (a backend fn calls one or a few), leaking one small string
+    /// per host, and tags any further ones [`layer::HOST_TAG_OTHER`], which also bounds the rows.
+    fn host_slot(&'static self, host: &str) -> HostTag {
+        for (index, slot) in self.hosts.iter().enumerate() {
             let known = match slot.get() {
                 Some(known) => known,
                 None => slot.get_or_init(|| Box::leak(host.to_owned().into_boxed_str())),
             };
             // Another thread may have filled the slot with another host first: then try the next one.
             if *known == host {
-                return known;
+                return u8::try_from(index).map_or(HostTag::OTHER, HostTag);
             }
         }
-        layer::HOST_TAG_OTHER
+        HostTag::OTHER
+    }
+
+    /// The tag value of a host slot.
+    fn host_tag(&self, tag: HostTag) -> &'static str {
+        match tag {
+            HostTag::NONE => "",
+            HostTag(index) => self
+                .hosts
+                .get(usize::from(index))
+                .and_then(OnceLock::get)
+                .copied()
+                .unwrap_or(layer::HOST_TAG_OTHER),
+        }
     }
 
     fn prefix(&self) -> &'static str {
@@ -290,14 +303,54 @@ struct Active {
 }
 
 /// What the measures need from the request, copied out at the start (the request may be gone at the end).
-#[derive(Default)]
+///
+/// Kept small, since it travels inside every annotated future: one over 128 bytes is moved (by the executor
+/// and by `Run`'s construction) with a `memcpy` call rather than a few register moves. The tags are
+/// therefore indexes, resolved to their `'static` names when the measures are recorded.
 struct RequestTags {
-    /// A static method name, or `_OTHER` for an extension method, so clients cannot add rows at will.
-    method: &'static str,
-    /// The backend's upstream host, interned per fn.
-    host: &'static str,
     /// `Content-Length` of the request, 0 when absent.
     bytes: u64,
+    method: MethodTag,
+    /// The backend's upstream host, interned per fn.
+    host: HostTag,
+}
+
+impl Default for RequestTags {
+    fn default() -> Self {
+        RequestTags { bytes: 0, method: MethodTag::NONE, host: HostTag::NONE }
+    }
+}
+
+/// A method as a tag: an index into [`STANDARD_METHODS`], [`MethodTag::OTHER`] for an extension method
+/// (so clients cannot add rows at will), or [`MethodTag::NONE`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct MethodTag(u8);
+
+impl MethodTag {
+    const NONE: MethodTag = MethodTag(u8::MAX);
+    const OTHER: MethodTag = MethodTag(u8::MAX - 1);
+
+    fn of(method: &Method) -> MethodTag {
+        let index = STANDARD_METHODS.iter().position(|(m, _)| m == method);
+        index.and_then(|i| u8::try_from(i).ok()).map_or(MethodTag::OTHER, MethodTag)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            MethodTag::OTHER => layer::METHOD_TAG_OTHER,
+            MethodTag(index) => STANDARD_METHODS.get(usize::from(index)).map_or("", |(_, name)| name),
+        }
+    }
+}
+
+/// A backend host as a tag: a slot of [`Site::hosts`], [`HostTag::OTHER`] beyond them, or
+/// [`HostTag::NONE`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct HostTag(u8);
+
+impl HostTag {
+    const NONE: HostTag = HostTag(u8::MAX);
+    const OTHER: HostTag = HostTag(u8::MAX - 1);
 }
 
 impl Call {
@@ -335,7 +388,7 @@ impl Call {
 
     /// Runs a sync body with the span current, then records its outcome.
     #[inline]
-    pub fn call<T>(mut self, body: impl FnOnce() -> T, outcome: fn(&T) -> Outcome<'_>) -> T {
+    pub fn call<T>(mut self, body: impl FnOnce() -> T, outcome: impl FnOnce(&T) -> Outcome<'_>) -> T {
         let value = match self.entered_span() {
             Some(span) => {
                 let _entered = span.enter();
@@ -349,20 +402,27 @@ impl Call {
     }
 
     /// Runs a future with the span current during each of its polls, and records its outcome when it
-    /// completes.
+    /// completes. A disabled call gives the body's future alone (see [`Run`]).
     #[inline]
-    pub fn run<F: Future>(self, fut: F, outcome: fn(&F::Output) -> Outcome<'_>) -> Run<F> {
-        Run { fut, call: self, outcome }
+    pub fn run<F, O>(self, fut: F, outcome: O) -> Run<F, O>
+    where
+        F: Future,
+        O: Fn(&F::Output) -> Outcome<'_>,
+    {
+        if self.active.is_none() {
+            return Run::Inert { fut };
+        }
+        Run::Active { fut, call: self, outcome }
     }
 
     /// For a fn returning `impl Future`: runs the sync part (`make`) with the span current, then the future
     /// it returns as [`Call::run`] does.
     #[inline]
-    pub fn run_future<F: Future>(
-        self,
-        make: impl FnOnce() -> F,
-        outcome: fn(&F::Output) -> Outcome<'_>,
-    ) -> Run<F> {
+    pub fn run_future<F, O>(self, make: impl FnOnce() -> F, outcome: O) -> Run<F, O>
+    where
+        F: Future,
+        O: Fn(&F::Output) -> Outcome<'_>,
+    {
         let fut = match self.entered_span() {
             Some(span) => {
                 let _entered = span.enter();
@@ -383,7 +443,7 @@ impl Call {
     /// Records the body's outcome: the layer's measures, the span's status and attributes, then ends the
     /// span. Does nothing (not even look at the value) for an inert or already recorded call.
     #[inline]
-    fn finish<T>(&mut self, value: &T, outcome: fn(&T) -> Outcome<'_>) {
+    fn finish<T>(&mut self, value: &T, outcome: impl FnOnce(&T) -> Outcome<'_>) {
         // Tested in place first: moving the whole state out to look at it costs more than the test.
         if self.active.is_some() {
             self.record(End::Returned(&outcome(value)));
@@ -484,7 +544,7 @@ fn record_measures(
     match site.layer {
         Layer::Router => layer::record_router(
             site.pattern_tag(),
-            request.method,
+            request.method.name(),
             status.unwrap_or(500),
             request.bytes,
             response_bytes,
@@ -499,9 +559,9 @@ fn record_measures(
             layer::record_pipe(site.pattern_tag(), outcome, latency);
         }
         Layer::Backend => layer::record_backend(
-            request.host,
+            site.host_tag(request.host),
             site.pattern_tag(),
-            request.method,
+            request.method.name(),
             status,
             request.bytes,
             response_bytes,
@@ -570,17 +630,21 @@ pub struct Typed<T> {
 impl<T> Typed<T> {
     /// [`Call::run`] for a future resolving to `T`.
     #[inline]
-    pub fn run<F: Future<Output = T>>(self, fut: F, outcome: fn(&T) -> Outcome<'_>) -> Run<F> {
+    pub fn run<F, O>(self, fut: F, outcome: O) -> Run<F, O>
+    where
+        F: Future<Output = T>,
+        O: Fn(&T) -> Outcome<'_>,
+    {
         self.call.run(fut, outcome)
     }
 
     /// [`Call::run_future`] for a future resolving to `T`.
     #[inline]
-    pub fn run_future<F: Future<Output = T>>(
-        self,
-        make: impl FnOnce() -> F,
-        outcome: fn(&T) -> Outcome<'_>,
-    ) -> Run<F> {
+    pub fn run_future<F, O>(self, make: impl FnOnce() -> F, outcome: O) -> Run<F, O>
+    where
+        F: Future<Output = T>,
+        O: Fn(&T) -> Outcome<'_>,
+    {
         self.call.run_future(make, outcome)
     }
 }
@@ -598,33 +662,52 @@ impl<T> ReturnOf for fn() -> T {
 pin_project! {
     /// The body's future, run inside the call's span; records the outcome when it completes. Dropped
     /// before completing, its [`Call`] records a cancellation.
+    ///
+    /// A disabled layer is decided before the state is built: its future is the body's alone, so that
+    /// starting it writes no call state and polling it adds one test of the variant.
     #[must_use = "futures do nothing unless polled"]
-    pub struct Run<F: Future> {
-        #[pin]
-        fut: F,
-        call: Call,
-        outcome: fn(&F::Output) -> Outcome<'_>,
+    #[project = RunProj]
+    pub enum Run<F, O> {
+        Inert {
+            #[pin]
+            fut: F,
+        },
+        Active {
+            #[pin]
+            fut: F,
+            call: Call,
+            // A type parameter rather than a fn pointer: the macro's closure is then zero-sized and called
+            // directly.
+            outcome: O,
+        },
     }
 }
 
-impl<F: Future> Future for Run<F> {
+impl<F, O> Future for Run<F, O>
+where
+    F: Future,
+    O: Fn(&F::Output) -> Outcome<'_>,
+{
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        let polled = match this.call.entered_span() {
-            None => this.fut.poll(cx),
+        let (fut, call, outcome) = match self.project() {
+            RunProj::Inert { fut } => return fut.poll(cx),
+            RunProj::Active { fut, call, outcome } => (fut, call, outcome),
+        };
+        let polled = match call.entered_span() {
+            None => fut.poll(cx),
             Some(span) => {
                 let _entered = span.enter();
-                let mut watch = PanicWatch { call: this.call, returned: false };
-                let polled = this.fut.poll(cx);
+                let mut watch = PanicWatch { call, returned: false };
+                let polled = fut.poll(cx);
                 watch.returned = true;
                 polled
             }
         };
         if let Poll::Ready(value) = &polled {
-            this.call.finish(value, *this.outcome);
+            call.finish(value, &*outcome);
         }
         polled
     }
@@ -886,20 +969,22 @@ impl HttpView<'_> {
     }
 }
 
+/// The methods tagged by name.
+const STANDARD_METHODS: [(Method, &str); 9] = [
+    (Method::GET, "GET"),
+    (Method::POST, "POST"),
+    (Method::PUT, "PUT"),
+    (Method::DELETE, "DELETE"),
+    (Method::HEAD, "HEAD"),
+    (Method::OPTIONS, "OPTIONS"),
+    (Method::CONNECT, "CONNECT"),
+    (Method::PATCH, "PATCH"),
+    (Method::TRACE, "TRACE"),
+];
+
 /// The method tag: the standard methods by name, anything else as one value, so clients cannot make rows.
 fn method_tag(method: &Method) -> &'static str {
-    const STANDARD: [(Method, &str); 9] = [
-        (Method::GET, "GET"),
-        (Method::POST, "POST"),
-        (Method::PUT, "PUT"),
-        (Method::DELETE, "DELETE"),
-        (Method::HEAD, "HEAD"),
-        (Method::OPTIONS, "OPTIONS"),
-        (Method::CONNECT, "CONNECT"),
-        (Method::PATCH, "PATCH"),
-        (Method::TRACE, "TRACE"),
-    ];
-    STANDARD.iter().find(|(m, _)| m == method).map_or(layer::METHOD_TAG_OTHER, |(_, name)| *name)
+    MethodTag::of(method).name()
 }
 
 /// A reference to something that carries an HTTP request. Implemented for references to
@@ -1259,19 +1344,26 @@ mod tests {
         assert_eq!(method_tag(&Method::PATCH), "PATCH");
         let custom = Method::from_bytes(b"PURGE").expect("a valid method");
         assert_eq!(method_tag(&custom), layer::METHOD_TAG_OTHER);
+        for (method, name) in &STANDARD_METHODS {
+            assert_eq!(MethodTag::of(method).name(), *name);
+        }
+        assert_eq!(MethodTag::NONE.name(), "", "no method, no tag");
     }
 
     #[test]
     fn hosts_are_interned_per_fn_up_to_a_bound() {
         static SITE: Site = Site::backend("fetch");
-        let first = SITE.host_tag("users-api:8080");
+        let tag = |host: &str| SITE.host_tag(SITE.host_slot(host));
+        let first = tag("users-api:8080");
         assert_eq!(first, "users-api:8080");
-        assert!(std::ptr::eq(first, SITE.host_tag(&String::from("users-api:8080"))), "interned once");
+        assert!(std::ptr::eq(first, tag(&String::from("users-api:8080"))), "interned once");
         for i in 1..Site::MAX_HOSTS {
-            assert_eq!(SITE.host_tag(&format!("host-{i}")), format!("host-{i}"));
+            assert_eq!(tag(&format!("host-{i}")), format!("host-{i}"));
         }
-        assert_eq!(SITE.host_tag("one-too-many"), layer::HOST_TAG_OTHER);
-        assert_eq!(SITE.host_tag("users-api:8080"), "users-api:8080", "known hosts keep their name");
+        assert_eq!(SITE.host_slot("one-too-many"), HostTag::OTHER);
+        assert_eq!(tag("one-too-many"), layer::HOST_TAG_OTHER);
+        assert_eq!(tag("users-api:8080"), "users-api:8080", "known hosts keep their name");
+        assert_eq!(SITE.host_tag(HostTag::NONE), "", "no host, no tag");
     }
 
     #[test]
