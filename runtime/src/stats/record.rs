@@ -30,7 +30,7 @@ use super::cell::Cell;
 use super::health;
 use super::measure::{Measurement, Value};
 use super::registry::{self, GENERATION, ViewCollector};
-use super::tag::{self, TagKey, TagMap, same_bytes};
+use super::tag::{TagKey, TagMap, same_bytes};
 
 /// Where a record's tag values come from.
 pub(crate) trait TagSource {
@@ -71,9 +71,22 @@ impl<S: TagSource + ?Sized> TagSource for Layered<'_, S> {
     }
 }
 
-thread_local! {
-    static LOCAL: RefCell<LocalState> = const { RefCell::new(LocalState::new()) };
+/// What the stats keep per thread, in one thread-local so a record reaches both with one access.
+pub(super) struct ThreadStats {
+    /// The tags of whatever runs on this thread now: swapped in and out by [`super::WithTags`] around each
+    /// poll.
+    pub(super) tags: RefCell<TagMap>,
+    local: RefCell<LocalState>,
 }
+
+thread_local! {
+    pub(super) static THREAD: ThreadStats = const {
+        ThreadStats { tags: RefCell::new(TagMap::new()), local: RefCell::new(LocalState::new()) }
+    };
+}
+
+/// The current tags while they are being swapped, which no record sees in practice.
+static NO_TAGS: TagMap = TagMap::new();
 
 struct LocalState {
     /// The registry's [`GENERATION`] this state was built from; 0, which no registration publishes, until
@@ -143,8 +156,8 @@ impl LocalCell {
     }
 }
 
-/// Most views have a handful of keys; more spill to the heap when a combination is looked up by hash.
-type Values<'a> = SmallVec<[Option<&'a str>; 8]>;
+/// Most views have a handful of keys; more are gathered on the heap when a combination is looked up by hash.
+const INLINE_KEYS: usize = 8;
 
 impl LocalState {
     const fn new() -> LocalState {
@@ -235,6 +248,8 @@ impl LocalKeyset {
     /// Points `row` at the row of the record's values, making it if new.
     #[inline]
     fn find_row<S: TagSource + ?Sized>(&mut self, tags: &S, seed: u64) {
+        // Compared value by value, stopping at the first difference. (Gathering the values into an array
+        // while comparing, to spare a miss asking the sources again, made the hit slower.)
         if let Some(last) = self.rows.get(self.row as usize)
             && self
                 .keys
@@ -251,15 +266,28 @@ impl LocalKeyset {
     /// [`find_row`](Self::find_row) when the values differ from the last record's.
     #[inline(never)]
     fn look_up<S: TagSource + ?Sized>(&mut self, tags: &S, seed: u64) {
-        let values: Values = self.keys.iter().enumerate().map(|(at, key)| tags.get(key, at)).collect();
-        let hash = hash_values(seed, &values);
+        let mut inline = [None; INLINE_KEYS];
+        let spilled: Vec<Option<&str>>;
+        let values: &[Option<&str>] = match inline.get_mut(..self.keys.len()) {
+            Some(values) => {
+                for (at, (value, key)) in values.iter_mut().zip(self.keys.iter()).enumerate() {
+                    *value = tags.get(key, at);
+                }
+                values
+            }
+            None => {
+                spilled = self.keys.iter().enumerate().map(|(at, key)| tags.get(key, at)).collect();
+                &spilled
+            }
+        };
+        let hash = hash_values(seed, values);
         let LocalKeyset { rows, index, views, .. } = self;
-        let found = index.find(hash, |&i| rows.get(i as usize).is_some_and(|row| row.holds(&values)));
+        let found = index.find(hash, |&i| rows.get(i as usize).is_some_and(|row| row.holds(values)));
         self.row = match found {
             Some(&i) => i,
             None => {
                 let i = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-                rows.push(new_row(hash, &values, views.len()));
+                rows.push(new_row(hash, values, views.len()));
                 index.insert_unique(hash, i, |&i| rows.get(i as usize).map_or(0, |row| row.hash));
                 i
             }
@@ -292,7 +320,7 @@ fn new_row(hash: u64, values: &[Option<&str>], views: usize) -> LocalRow {
 #[cold]
 #[inline(never)]
 fn attach(view: &ViewCollector, values: &[Option<Box<str>>]) -> LocalCell {
-    let values: Values = values.iter().map(|v| v.as_deref()).collect();
+    let values: SmallVec<[Option<&str>; INLINE_KEYS]> = values.iter().map(|v| v.as_deref()).collect();
     let (cell, fixed) = view.attach(&values);
     LocalCell { cell, fixed }
 }
@@ -358,20 +386,22 @@ fn words(b: &[u8]) -> (u64, u64) {
 }
 
 fn record_from<S: TagSource + ?Sized>(measurements: &[Measurement<'_>], own: &S) {
-    tag::with_current(|context| {
-        let tags = Layered { own, context };
-        let recorded = LOCAL.try_with(|local| match local.try_borrow_mut() {
+    let recorded = THREAD.try_with(|thread| {
+        let context = thread.tags.try_borrow();
+        let context = context.as_deref().unwrap_or(&NO_TAGS);
+        match thread.local.try_borrow_mut() {
             Ok(mut local) => {
-                local.record(measurements, &tags);
+                local.record(measurements, &Layered { own, context });
                 true
             }
             // Re-entered from inside a record (a log subscriber that records, say).
             Err(_) => false,
-        });
-        if !matches!(recorded, Ok(true)) {
-            health::count_dropped_records(measurements.len());
         }
     });
+    // `Err`: the thread is exiting and its state is gone.
+    if !matches!(recorded, Ok(true)) {
+        health::count_dropped_records(measurements.len());
+    }
 }
 
 /// Records `measurements` into every registered view of their measures, tagged with `tags` and, for keys

@@ -7,7 +7,6 @@
 //! bytes, and the fix is counted (see [`super::health::invalid_tag_values`]).
 
 use std::borrow::{Borrow, Cow};
-use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
 
+use super::record::THREAD;
 use crate::Error;
 
 /// The longest key or value, in bytes.
@@ -298,33 +298,12 @@ impl FromIterator<(TagKey, TagValue)> for TagMap {
 
 // ---- the current tags -------------------------------------------------------------------------------------
 
-thread_local! {
-    /// The tags of whatever runs on this thread now: swapped in and out by [`WithTags`] around each poll.
-    static CURRENT: RefCell<TagMap> = const { RefCell::new(TagMap::new()) };
-}
-
 /// A copy of the tags in effect here: start from it to add a tag for what runs inside.
 pub fn current_tags() -> TagMap {
-    CURRENT.try_with(|c| c.try_borrow().map(|m| m.clone()).unwrap_or_default()).unwrap_or_default()
+    THREAD.try_with(|t| t.tags.try_borrow().map(|m| m.clone()).unwrap_or_default()).unwrap_or_default()
 }
 
-/// Runs `f` with the current tags borrowed (an empty map while the thread is shutting down).
-pub(crate) fn with_current(f: impl FnOnce(&TagMap)) {
-    let mut f = Some(f);
-    let _ = CURRENT.try_with(|c| {
-        if let Ok(map) = c.try_borrow()
-            && let Some(f) = f.take()
-        {
-            f(&map);
-        }
-    });
-    // Still here when the thread-local is gone or (never in practice) mutably borrowed.
-    if let Some(f) = f.take() {
-        f(&TagMap::new());
-    }
-}
-
-/// Swaps a map into [`CURRENT`] and back out on drop, so an inner scope (or a panic) restores the outer tags.
+/// Swaps a map into the thread's current tags and back out on drop, so an inner scope (or a panic) restores the outer tags.
 struct Swap<'a> {
     tags: &'a mut TagMap,
     swapped: bool,
@@ -332,8 +311,8 @@ struct Swap<'a> {
 
 impl<'a> Swap<'a> {
     fn enter(tags: &'a mut TagMap) -> Swap<'a> {
-        let swapped = CURRENT
-            .try_with(|c| match c.try_borrow_mut() {
+        let swapped = THREAD
+            .try_with(|t| match t.tags.try_borrow_mut() {
                 Ok(mut current) => {
                     std::mem::swap(&mut *current, tags);
                     true
@@ -349,8 +328,8 @@ impl Drop for Swap<'_> {
     fn drop(&mut self) {
         if self.swapped {
             let tags = &mut *self.tags;
-            let _ = CURRENT.try_with(|c| {
-                if let Ok(mut current) = c.try_borrow_mut() {
+            let _ = THREAD.try_with(|t| {
+                if let Ok(mut current) = t.tags.try_borrow_mut() {
                     std::mem::swap(&mut *current, tags);
                 }
             });

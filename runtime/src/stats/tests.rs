@@ -124,6 +124,29 @@ fn alternating_combinations_and_reused_buffers_land_in_their_own_rows() {
 }
 
 #[test]
+fn views_with_more_keys_than_fit_inline_find_their_rows() {
+    static M: Int64Measure = Int64Measure::new("test/many_keys", "n", "1");
+    let keys: Vec<TagKey> = (0..12).map(|i| TagKey::new(format!("k{i}")).expect("valid key")).collect();
+    register(&[view("test/many_keys", &M, &keys, Aggregation::Count)]).expect("valid view");
+    let record = |last: &str| {
+        let mut tags: Vec<(&TagKey, &str)> = keys.iter().map(|k| (k, "v")).collect();
+        tags[11].1 = last;
+        record_with_tags(&[M.m(1)], &tags);
+    };
+    for last in ["a", "a", "b", "a"] {
+        record(last);
+    }
+    let counts: Vec<_> = rows("test/many_keys").into_iter().map(|(t, d)| (t[11].clone(), d)).collect();
+    assert_eq!(
+        counts,
+        vec![
+            (Some("a".to_owned()), AggregationData::Count(3)),
+            (Some("b".to_owned()), AggregationData::Count(1))
+        ]
+    );
+}
+
+#[test]
 fn last_value_keeps_the_latest_across_threads() {
     static M: Float64Measure = Float64Measure::new("test/last_value", "queue depth", "1");
     static I: Int64Measure = Int64Measure::new("test/last_value_i", "connections", "1");
