@@ -123,6 +123,7 @@ fn cpu_clock(c: &mut Criterion<ThreadCpuTime>) {
     unsampled(c, "trace_cpu");
     sampled(c, "trace_cpu");
     lookup(c, "trace_cpu");
+    peers(c, "trace_cpu");
 }
 
 criterion_group!(wall, wall_clock);
@@ -132,3 +133,61 @@ criterion_group! {
     targets = cpu_clock
 }
 criterion_main!(wall, cpu);
+
+/// The peers' spans, the like-for-like of `unsampled_root` and `sampled_two_attributes`: a root span with the
+/// sampler declining, and a sampled root with two attributes ended into a discarding export. Each pipeline
+/// is set up as in `oclayer_benches::peers`.
+fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
+    use oclayer_benches::peers;
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{Span as _, SpanKind as OtelKind, Tracer as _};
+
+    oclayer_benches::peers::fastrace_discarding();
+    let unsampled = fastrace::collector::SpanContext::random().sampled(false);
+    c.bench_function(&format!("{group}/peer/fastrace_unsampled_root"), |b| {
+        b.iter(|| black_box(fastrace::Span::root("/users/{id}", unsampled)))
+    });
+    c.bench_function(&format!("{group}/peer/fastrace_sampled_two_attributes"), |b| {
+        b.iter(|| {
+            let span = fastrace::Span::root("/users/{id}", fastrace::collector::SpanContext::random());
+            span.add_properties(|| [("http.method", "GET"), ("http.status_code", "200")]);
+            black_box(span)
+        })
+    });
+
+    for (which, sampler) in [
+        ("unsampled_root", opentelemetry_sdk::trace::Sampler::AlwaysOff),
+        ("sampled_two_attributes", opentelemetry_sdk::trace::Sampler::AlwaysOn),
+    ] {
+        let provider = peers::otel_provider(sampler);
+        let tracer = peers::otel_tracer(&provider);
+        c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| {
+            b.iter(|| {
+                let mut span = tracer.span_builder("/users/{id}").with_kind(OtelKind::Server).start(&tracer);
+                if span.is_recording() {
+                    span.set_attribute(KeyValue::new("http.method", "GET"));
+                    span.set_attribute(KeyValue::new("http.status_code", 200));
+                }
+                span.end();
+                black_box(span)
+            })
+        });
+        let _subscriber =
+            tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
+        c.bench_function(&format!("{group}/peer/tracing_opentelemetry_{which}"), |b| {
+            b.iter(|| {
+                let span = tracing::info_span!("/users/{id}", http.method = "GET", http.status_code = 200);
+                black_box(span)
+            })
+        });
+        drop(_subscriber);
+        if let Err(error) = provider.shutdown() {
+            eprintln!("{group}: the OpenTelemetry provider did not shut down cleanly: {error}");
+        }
+    }
+
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+    c.bench_function(&format!("{group}/peer/tracing_registry_two_attributes"), |b| {
+        b.iter(|| black_box(tracing::info_span!("/users/{id}", http.method = "GET", http.status_code = 200)))
+    });
+}

@@ -1,5 +1,6 @@
 //! Benchmarks of oclayer side by side with its peers live in `benches/benches/`; this library holds what
-//! they share: the thread CPU clock.
+//! they share: the thread and process CPU clocks, and the peers' pipelines ([`peers`]). The report writer,
+//! `src/bin/bench-report.rs`, turns criterion's results into BENCHMARKS.md's tables (`benches/run.sh`).
 //!
 //! On a shared machine the wall clock also counts the time other processes hold the core; a thread's CPU
 //! clock counts only that thread's own work, so it is the figure to compare with targets when the load
@@ -9,12 +10,24 @@ use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 
+pub mod peers;
+
 /// The CPU time the calling thread has run so far (`CLOCK_THREAD_CPUTIME_ID`).
 pub fn thread_cpu_time() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID, "CLOCK_THREAD_CPUTIME_ID")
+}
+
+/// The CPU time all threads of this process have run so far (`CLOCK_PROCESS_CPUTIME_ID`): for benches whose
+/// work is spread over threads (a server, its client and its upstreams in one process).
+pub fn process_cpu_time() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID, "CLOCK_PROCESS_CPUTIME_ID")
+}
+
+fn cpu_clock(clock: libc::clockid_t, name: &str) -> Duration {
     let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `now` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    let rc = unsafe { libc::clock_gettime(clock, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime({name}) failed");
     Duration::new(u64::try_from(now.tv_sec).unwrap_or(0), u32::try_from(now.tv_nsec).unwrap_or(0))
 }
 

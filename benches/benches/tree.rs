@@ -1,0 +1,204 @@
+//! A request's span tree, router -> pipe -> backend, every span sampled and handed to a discarding export,
+//! for oclayer and its peers with the same three nested fns around the same small body.
+//!
+//! - `tree/oclayer`: `#[trace_layer(router)]` reading an `http::Request`, `#[trace_layer(pipe)]`, and
+//!   `#[trace_layer(backend)]` injecting the trace headers into its outgoing request; the layers' measures
+//!   are recorded too (12 views), as a user gets them.
+//! - `tree/oclayer_spans_only`: the same with `skip_measures`, the like-for-like of the peers, which record
+//!   spans only.
+//! - `tree/fastrace`: a root span for the router (fastrace records only under a root) and `#[trace]` on the
+//!   pipe and backend fns.
+//! - `tree/tracing_registry`: `#[instrument]` on the three fns, `tracing_subscriber`'s registry.
+//! - `tree/tracing_opentelemetry`: the same fns, the registry with `tracing-opentelemetry` into an
+//!   `opentelemetry_sdk` tracer (batch span processor).
+//! - `tree/opentelemetry_sdk`: three nested `Tracer::in_span` calls on that tracer.
+//!
+//! Timed by the bench thread's CPU clock (the machine is shared); every pipeline exports on its own thread,
+//! so none of their export costs is counted (see `oclayer_benches::peers`).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::Request;
+use oclayer::config::Config;
+use oclayer::export::{Exporter, SpanBatch};
+use oclayer::trace::{self, Sampler};
+use oclayer::trace_layer;
+use oclayer_benches::{ThreadCpuTime, peers};
+use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+
+/// The body every variant runs: small, so that the instrumentation is most of what is timed.
+#[inline(never)]
+fn work(x: u64) -> u64 {
+    black_box(x).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(7)
+}
+
+/// The outgoing request of the backend call, built the same way in every variant.
+fn outgoing() -> Request<()> {
+    Request::new(())
+}
+
+// ---- oclayer ---------------------------------------------------------------------------------------------
+
+#[inline(never)]
+#[trace_layer(router, route = "/users/{id}")]
+fn oc_router(req: &Request<()>, x: u64) -> u64 {
+    let _ = req;
+    oc_pipe(x)
+}
+
+#[inline(never)]
+#[trace_layer(pipe, route = "/users/{id}")]
+fn oc_pipe(x: u64) -> u64 {
+    oc_backend(outgoing(), x)
+}
+
+#[inline(never)]
+#[trace_layer(backend, route = "/users/{id}")]
+fn oc_backend(req: Request<()>, x: u64) -> u64 {
+    black_box(req);
+    work(x)
+}
+
+#[inline(never)]
+#[trace_layer(router, route = "/users/{id}", skip_measures)]
+fn oc_router_spans(req: &Request<()>, x: u64) -> u64 {
+    let _ = req;
+    oc_pipe_spans(x)
+}
+
+#[inline(never)]
+#[trace_layer(pipe, route = "/users/{id}", skip_measures)]
+fn oc_pipe_spans(x: u64) -> u64 {
+    oc_backend_spans(outgoing(), x)
+}
+
+#[inline(never)]
+#[trace_layer(backend, route = "/users/{id}", skip_measures)]
+fn oc_backend_spans(req: Request<()>, x: u64) -> u64 {
+    black_box(req);
+    work(x)
+}
+
+/// Takes span batches and drops them: only the request path is timed.
+struct Discard;
+
+impl Exporter for Discard {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+
+    fn export_spans(&self, spans: &SpanBatch) {
+        black_box(spans.len());
+    }
+}
+
+// ---- fastrace --------------------------------------------------------------------------------------------
+
+#[inline(never)]
+fn fr_router(req: &Request<()>, x: u64) -> u64 {
+    let _ = req;
+    let root = fastrace::Span::root("/users/{id}", fastrace::collector::SpanContext::random());
+    let _parent = root.set_local_parent();
+    fr_pipe(x)
+}
+
+#[inline(never)]
+#[fastrace::trace(name = "pipe-/users/{id}")]
+fn fr_pipe(x: u64) -> u64 {
+    fr_backend(outgoing(), x)
+}
+
+#[inline(never)]
+#[fastrace::trace(name = "backend-/users/{id}")]
+fn fr_backend(req: Request<()>, x: u64) -> u64 {
+    black_box(req);
+    work(x)
+}
+
+// ---- tracing (with either subscriber) --------------------------------------------------------------------
+
+#[inline(never)]
+#[tracing::instrument(name = "/users/{id}", skip_all)]
+fn tr_router(req: &Request<()>, x: u64) -> u64 {
+    let _ = req;
+    tr_pipe(x)
+}
+
+#[inline(never)]
+#[tracing::instrument(name = "pipe-/users/{id}", skip_all)]
+fn tr_pipe(x: u64) -> u64 {
+    tr_backend(outgoing(), x)
+}
+
+#[inline(never)]
+#[tracing::instrument(name = "backend-/users/{id}", skip_all)]
+fn tr_backend(req: Request<()>, x: u64) -> u64 {
+    black_box(req);
+    work(x)
+}
+
+// ---- the benches -----------------------------------------------------------------------------------------
+
+fn request() -> Request<()> {
+    Request::get("http://gateway.local/users/7").header("user-agent", "bench/1.0").body(()).expect("valid")
+}
+
+fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
+    let req = request();
+    let config = Config::builder().sample_rate(100).build().expect("a valid config");
+    let telemetry =
+        oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts");
+    trace::set_sampler(Sampler::AlwaysOn);
+    let dropped_before = trace::dropped_spans();
+    c.bench_function("tree/oclayer", |b| b.iter(|| oc_router(&req, black_box(7))));
+    c.bench_function("tree/oclayer_spans_only", |b| b.iter(|| oc_router_spans(&req, black_box(7))));
+    // A full queue drops spans, which costs less than queueing them: say how often it happened.
+    eprintln!("tree/oclayer: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
+    trace::set_sampler(Sampler::AlwaysOff);
+    drop(telemetry);
+}
+
+fn peer_trees(c: &mut Criterion<ThreadCpuTime>) {
+    let req = request();
+    peers::fastrace_discarding();
+    c.bench_function("tree/fastrace", |b| b.iter(|| fr_router(&req, black_box(7))));
+
+    {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        c.bench_function("tree/tracing_registry", |b| b.iter(|| tr_router(&req, black_box(7))));
+    }
+
+    let provider = peers::otel_provider(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+    {
+        let _subscriber =
+            tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
+        c.bench_function("tree/tracing_opentelemetry", |b| b.iter(|| tr_router(&req, black_box(7))));
+    }
+
+    let tracer = provider.tracer("oclayer-benches");
+    c.bench_function("tree/opentelemetry_sdk", |b| {
+        b.iter(|| {
+            let _ = &req;
+            tracer.in_span("/users/{id}", |_| {
+                tracer.in_span("pipe-/users/{id}", |_| {
+                    tracer.in_span("backend-/users/{id}", |_| {
+                        black_box(outgoing());
+                        work(black_box(7))
+                    })
+                })
+            })
+        })
+    });
+    if let Err(error) = provider.shutdown() {
+        eprintln!("tree: the OpenTelemetry provider did not shut down cleanly: {error}");
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = oclayer_tree, peer_trees
+}
+criterion_main!(benches);

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Regenerates every figure in BENCHMARKS.md: builds the benches, runs each one (criterion), then rewrites
+# the generated regions of BENCHMARKS.md from criterion's results (benches/src/bin/bench-report.rs).
+# Hand-written text outside the `<!-- bench-report:... -->` markers is kept.
+#
+# Usage: benches/run.sh            (about 14 minutes on the 2-core VM: 5 building, 9 running)
+# Environment: WARM_UP (s, default 1), MEASURE (s, default 4) per bench case; CARGO_TARGET_DIR as usual.
+# The ocagent cases set their own times (15 s each); the ocagent outage report is left out (run it with
+# `cargo bench -p oclayer-benches --bench ocagent -- ocagent/outage`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+warm_up="${WARM_UP:-1}"
+measure="${MEASURE:-4}"
+target_dir="$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)"
+# Criterion's output, wiped first so that every figure in the report comes from this run.
+export CRITERION_HOME="$target_dir/criterion"
+rm -rf "$CRITERION_HOME"
+
+started=$SECONDS
+echo "== building the benches and the report writer (release)"
+cargo build --release -p oclayer-benches --bin bench-report
+benches="$(cargo bench -p oclayer-benches --no-run --message-format=json \
+  | jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.kind == ["bench"])
+           | "\(.target.name)=\(.executable)"')"
+if [[ -z "$benches" ]]; then
+  echo "run.sh: cargo built no bench executables; check \`cargo bench -p oclayer-benches --no-run\`" >&2
+  exit 1
+fi
+
+# The binaries run directly, so cargo's lock is not held while timing.
+run_bench() {
+  local name="$1"; shift
+  local exe
+  exe="$(grep "^$name=" <<<"$benches" | cut -d= -f2-)"
+  if [[ -z "$exe" ]]; then
+    echo "run.sh: no bench named $name was built (is it declared in benches/Cargo.toml?)" >&2
+    exit 1
+  fi
+  echo "== $name ($((SECONDS - started)) s elapsed)"
+  "$exe" --bench --warm-up-time "$warm_up" --measurement-time "$measure" "$@"
+}
+
+run_bench macro
+run_bench trace
+run_bench tree
+run_bench stats
+run_bench gateway
+# A regex filter: it also keeps the ocagent outage report (a 20 s soak, not a table) from running.
+run_bench ocagent 'ocagent/(discard|agent)'
+
+echo "== writing BENCHMARKS.md ($((SECONDS - started)) s elapsed)"
+"$target_dir/release/bench-report" "$CRITERION_HOME" BENCHMARKS.md
+echo "== done in $((SECONDS - started)) s"
