@@ -40,7 +40,7 @@ mod server;
 mod service;
 
 pub use record::{
-    AgentEvent, NodeOnFirstMessage, ReceivedConfig, ReceivedMetric, ReceivedSpan, Snapshot, StreamId,
-    StreamKind, StreamRecord, StreamState, WaitTimeout, hex, service_name,
+    AgentEvent, NodeOnFirstMessage, ReceivedConfig, ReceivedMetric, ReceivedSpan, Snapshot, SpanTally,
+    StreamId, StreamKind, StreamRecord, StreamState, WaitTimeout, hex, service_name,
 };
 pub use server::{Agent, AgentBuilder, AgentError, AgentHandle};

@@ -3,6 +3,7 @@
 //! The recorder is shared by every stream handler. Its lock is held only to copy data in or out,
 //! never across an `.await`, so a slow test reader cannot stall the gRPC handlers.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -265,6 +266,42 @@ pub struct Snapshot {
     pub metrics_received: u64,
 }
 
+/// Distinct spans received, for runs that must account for every span a library sent (see
+/// [`AgentBuilder::tally_spans`](crate::AgentBuilder::tally_spans)). A span is identified by its trace
+/// and span ids, folded into 64 bits: two different spans count as one only if their folded ids collide,
+/// which for random ids is about one chance in 10^7 among a million spans.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpanTally {
+    /// Distinct spans received on any stream, including streams that broke afterwards.
+    pub distinct: u64,
+    /// Distinct spans received on streams that ended cleanly (the client half-closed and the agent answered
+    /// OK): what a client that waits for a clean end counts as delivered.
+    pub confirmed: u64,
+}
+
+/// Per folded span id: bit 0 seen, bit 1 seen on a cleanly ended stream.
+#[derive(Default)]
+struct IdTally {
+    flags: HashMap<u64, u8>,
+    confirmed: u64,
+}
+
+const SEEN: u8 = 1;
+const CONFIRMED: u8 = 2;
+
+/// The 64-bit key [`SpanTally`] counts a span under.
+pub(crate) fn span_key(span: &Span) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut buf = [0u8; 8];
+        let n = bytes.len().min(8);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        u64::from_le_bytes(buf)
+    };
+    let trace = &span.trace_id;
+    let high = word(trace.get(8..).unwrap_or_default());
+    word(&span.span_id) ^ word(trace).rotate_left(21) ^ high.rotate_left(42)
+}
+
 /// The shared in-memory record. `keep` false turns it into a pass-through for subscribers (the
 /// binary), so that a long-running agent does not grow without bound.
 pub(crate) struct Recorder {
@@ -273,10 +310,12 @@ pub(crate) struct Recorder {
     version: watch::Sender<u64>,
     events: broadcast::Sender<AgentEvent>,
     keep: bool,
+    /// `Some` when distinct spans are tallied.
+    tally: Option<Mutex<IdTally>>,
 }
 
 impl Recorder {
-    pub(crate) fn new(keep: bool, event_capacity: usize) -> Self {
+    pub(crate) fn new(keep: bool, event_capacity: usize, tally: bool) -> Self {
         let (events, _) = broadcast::channel(event_capacity.max(1));
         Recorder {
             state: Mutex::new(Snapshot::default()),
@@ -284,7 +323,43 @@ impl Recorder {
             version: watch::channel(0).0,
             events,
             keep,
+            tally: tally.then(|| Mutex::new(IdTally::default())),
         }
+    }
+
+    /// Whether distinct spans are tallied.
+    pub(crate) fn tallies(&self) -> bool {
+        self.tally.is_some()
+    }
+
+    /// Notes spans (by [`span_key`]) as received.
+    pub(crate) fn tally_seen(&self, keys: &[u64]) {
+        if let Some(tally) = &self.tally {
+            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            for key in keys {
+                *tally.flags.entry(*key).or_default() |= SEEN;
+            }
+        }
+    }
+
+    /// Notes spans (by [`span_key`]) as received on a stream that ended cleanly.
+    pub(crate) fn tally_confirmed(&self, keys: &[u64]) {
+        if let Some(tally) = &self.tally {
+            let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
+            let IdTally { flags, confirmed } = &mut *tally;
+            for key in keys {
+                let flag = flags.entry(*key).or_default();
+                if *flag & CONFIRMED == 0 {
+                    *confirmed += 1;
+                }
+                *flag |= SEEN | CONFIRMED;
+            }
+        }
+    }
+
+    pub(crate) fn span_tally(&self) -> Option<SpanTally> {
+        let tally = self.tally.as_ref()?.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(SpanTally { distinct: tally.flags.len() as u64, confirmed: tally.confirmed })
     }
 
     fn state(&self) -> MutexGuard<'_, Snapshot> {

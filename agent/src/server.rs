@@ -24,7 +24,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::record::{
     AgentEvent, NodeOnFirstMessage, ReceivedConfig, ReceivedMetric, ReceivedSpan, Recorder, Snapshot,
-    StreamKind, StreamRecord, StreamState, WaitTimeout,
+    SpanTally, StreamKind, StreamRecord, StreamState, WaitTimeout,
 };
 use crate::service::{ConfigPush, Faults, MetricsReceiver, Shared, TraceReceiver};
 
@@ -61,7 +61,13 @@ pub struct Agent;
 impl Agent {
     /// A builder with the defaults: plain-text gRPC, everything recorded, no sampler to push.
     pub fn builder() -> AgentBuilder {
-        AgentBuilder { tls: None, keep_records: true, sampler: None, event_capacity: DEFAULT_EVENT_CAPACITY }
+        AgentBuilder {
+            tls: None,
+            keep_records: true,
+            sampler: None,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            tally_spans: false,
+        }
     }
 }
 
@@ -72,6 +78,7 @@ pub struct AgentBuilder {
     keep_records: bool,
     sampler: Option<TraceConfig>,
     event_capacity: usize,
+    tally_spans: bool,
 }
 
 impl AgentBuilder {
@@ -97,6 +104,15 @@ impl AgentBuilder {
         self
     }
 
+    /// Whether to count distinct spans, and distinct spans on streams that ended cleanly (default
+    /// false); see [`AgentHandle::span_tally`]. Costs about 16 bytes per distinct span, kept or not: it
+    /// is for runs that must account for every span sent, where a span written again after a broken
+    /// stream must count once.
+    pub fn tally_spans(mut self, tally: bool) -> Self {
+        self.tally_spans = tally;
+        self
+    }
+
     /// How many events a subscriber ([`AgentHandle::subscribe`]) may fall behind before it loses
     /// some (default 4096).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
@@ -112,7 +128,7 @@ impl AgentBuilder {
             .as_ref()
             .map(|(cert, key)| ServerTlsConfig::new().identity(Identity::from_pem(cert, key)));
         let shared = Arc::new(Shared {
-            recorder: Recorder::new(self.keep_records, self.event_capacity),
+            recorder: Recorder::new(self.keep_records, self.event_capacity, self.tally_spans),
             faults: Faults::new(),
             config: ConfigPush::new(self.sampler),
         });
@@ -371,6 +387,13 @@ impl AgentHandle {
     /// How many metrics arrived since the start, kept or not.
     pub fn metric_count(&self) -> u64 {
         self.shared.recorder.read(|s| s.metrics_received)
+    }
+
+    /// Distinct spans received so far, on any stream and on cleanly ended streams, when the builder
+    /// asked for [`tally_spans`](AgentBuilder::tally_spans); `None` otherwise. Unlike
+    /// [`span_count`](Self::span_count), a span sent again after a broken stream counts once.
+    pub fn span_tally(&self) -> Option<SpanTally> {
+        self.shared.recorder.span_tally()
     }
 
     /// Waits until [`span_count`](Self::span_count) reaches `n` and returns it; works with

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 
 use crate::record::{
-    ReceivedConfig, ReceivedMetric, ReceivedSpan, Recorder, StreamId, StreamKind, StreamState,
+    ReceivedConfig, ReceivedMetric, ReceivedSpan, Recorder, StreamId, StreamKind, StreamState, span_key,
 };
 
 /// State every stream handler shares with the [`AgentHandle`](crate::AgentHandle).
@@ -250,8 +250,15 @@ impl TraceService for TraceReceiver {
         let incoming = request.into_inner();
         tokio::spawn(async move {
             let mut context = StreamContext::default();
+            // The stream's span keys, when tallying: confirmed only if the stream ends cleanly.
+            let mut keys = Vec::new();
             let (state, count) = drive(&shared, id, kind, incoming, |message: ExportTraceServiceRequest| {
                 shared.recorder.message(id, kind, message.node.as_ref());
+                if shared.recorder.tallies() {
+                    let start = keys.len();
+                    keys.extend(message.spans.iter().map(span_key));
+                    shared.recorder.tally_seen(&keys[start..]);
+                }
                 context.update(message.node, message.resource);
                 if !shared.recorder.wants_records() {
                     shared.recorder.count_only(message.spans.len(), 0);
@@ -270,6 +277,9 @@ impl TraceService for TraceReceiver {
                 shared.recorder.spans(spans);
             })
             .await;
+            if state == StreamState::Closed {
+                shared.recorder.tally_confirmed(&keys);
+            }
             shared.recorder.end_stream(id, state.clone());
             if state == StreamState::Failed {
                 let _ = sender.send(Err(injected_failure(count))).await;

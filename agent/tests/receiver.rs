@@ -647,3 +647,47 @@ async fn clear_forgets_records_but_keeps_totals() {
     assert_eq!(agent.span_count(), 2);
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn tallies_distinct_spans_and_those_on_cleanly_ended_streams() {
+    let agent = Agent::builder()
+        .keep_records(false)
+        .tally_spans(true)
+        .start("127.0.0.1:0".parse().expect("valid address"))
+        .await
+        .expect("agent starts");
+    assert_eq!(start().await.span_tally(), None, "no tally unless asked for");
+    let mut client = TraceServiceClient::new(channel(&agent).await);
+
+    // A stream that breaks after carrying spans 1 and 2: seen, not confirmed.
+    agent.fail_after(StreamKind::TraceExport, 1);
+    let mut broken = TraceStream::open(&mut client).await;
+    broken
+        .send(ExportTraceServiceRequest {
+            node: Some(node("gateway")),
+            spans: vec![span(1, None, "a"), span(2, None, "b")],
+            ..Default::default()
+        })
+        .await;
+    assert!(broken.responses.message().await.is_err(), "the agent ends it with an error");
+    agent.stop_failing(StreamKind::TraceExport);
+
+    // Sent again with a new span 3 and span 3 twice, on a stream that ends cleanly: each counts once.
+    let clean = TraceStream::open(&mut client).await;
+    clean
+        .send(ExportTraceServiceRequest {
+            node: Some(node("gateway")),
+            spans: vec![span(2, None, "b"), span(3, None, "c")],
+            ..Default::default()
+        })
+        .await;
+    clean.send(ExportTraceServiceRequest { spans: vec![span(3, None, "c")], ..Default::default() }).await;
+    let TraceStream { requests, mut responses } = clean;
+    drop(requests);
+    assert!(responses.message().await.expect("a clean end").is_none());
+
+    let tally = agent.span_tally().expect("tallying");
+    assert_eq!((tally.distinct, tally.confirmed), (3, 2), "1 was only on the broken stream");
+    assert_eq!(agent.span_count(), 5, "every span received, re-sends included");
+    agent.shutdown().await;
+}
