@@ -129,10 +129,10 @@ pub(crate) struct DistributionCell {
 /// A value's bucket is the number of bounds `<= v` (bounds strictly increase). Counting over all bounds
 /// is branch-free but costs one comparison per bound (34 for the latency bounds); a binary search makes each
 /// step wait on the previous one. When every bound is positive, the value's binary exponent (a shift of its
-/// bits) says which power-of-two octave it lies in, a table gives the number of bounds below that octave,
-/// and only the few bounds inside the octave remain to count: a fixed [`OCTAVE_WIDTH`] of them, read from
-/// a copy of the bounds padded with infinities so the window never runs off the end. The usual bounds
-/// (ochttp's latency and size bounds, powers of two, 1-2-5 series) have at most four bounds per octave.
+/// bits) says which power-of-two octave it lies in; that octave's entry holds the number of bounds below it
+/// and the next [`OCTAVE_WIDTH`] bounds from there (infinity past the last), so one load brings all that is
+/// left to compare. The usual bounds (ochttp's latency and size bounds, powers of two, 1-2-5 series) have at
+/// most four bounds per octave.
 #[derive(Debug)]
 pub(crate) struct BucketIndex {
     bounds: Arc<[f64]>,
@@ -147,19 +147,23 @@ const MAX_OCTAVES: usize = 64;
 
 #[derive(Debug)]
 enum Search {
-    Octave {
-        /// The bounds, then [`OCTAVE_WIDTH`] infinities.
-        padded: Box<[f64]>,
-        /// Entry `i`: the number of bounds below the octave whose biased exponent is `first_exponent + i`.
-        /// The first entry also serves smaller values, zero and negatives (no bound is below them); the last
-        /// also serves larger values (every bound is below them).
-        below: Box<[u32]>,
-        first_exponent: i64,
-    },
+    /// Entry `i` is the octave whose biased exponent is `first_exponent + i`. The first entry also serves
+    /// smaller values, zero and negatives (no bound is below them); the last also serves larger values
+    /// (every bound is below them).
+    Octave { octaves: Box<[Octave]>, first_exponent: i64 },
     /// Few bounds: count over all of them (vectorized, no dependent loads).
     Count,
     /// Many bounds spread widely: binary search.
     Binary,
+}
+
+#[derive(Debug)]
+struct Octave {
+    /// The number of bounds below the octave.
+    below: usize,
+    /// The bounds from there: the octave's own, then greater ones or infinity, which no value in the
+    /// octave reaches.
+    next: [f64; OCTAVE_WIDTH],
 }
 
 /// The biased binary exponent of a positive `v` (0 for subnormals), negative for negative values and -0.0.
@@ -181,43 +185,41 @@ impl BucketIndex {
 
     fn octave_search(bounds: &[f64]) -> Option<Search> {
         let (&lowest, &highest) = (bounds.first()?, bounds.last()?);
-        if lowest <= 0.0 || u32::try_from(bounds.len()).is_err() {
+        if lowest <= 0.0 {
             return None;
         }
         let first_exponent = exponent(lowest);
         // One entry per octave holding a bound, and one past the last for every larger value.
-        let octaves = usize::try_from(exponent(highest) - first_exponent).ok()? + 2;
-        if octaves > MAX_OCTAVES {
+        let count = usize::try_from(exponent(highest) - first_exponent).ok()? + 2;
+        if count > MAX_OCTAVES {
             return None;
         }
-        let mut below = vec![0u32; octaves];
-        let mut widest = 0;
-        for (i, entry) in below.iter_mut().enumerate() {
-            let e = first_exponent + i as i64;
-            let start = bounds.partition_point(|&b| exponent(b) < e);
+        let mut octaves = Vec::with_capacity(count);
+        for e in (first_exponent..).take(count) {
+            let below = bounds.partition_point(|&b| exponent(b) < e);
             let end = bounds.partition_point(|&b| exponent(b) <= e);
-            // `start` fits: the length was checked above.
-            *entry = start as u32;
-            widest = widest.max(end - start);
+            if end - below > OCTAVE_WIDTH {
+                return None;
+            }
+            let mut next = [f64::INFINITY; OCTAVE_WIDTH];
+            for (slot, &bound) in next.iter_mut().zip(&bounds[below..]) {
+                *slot = bound;
+            }
+            octaves.push(Octave { below, next });
         }
-        if widest > OCTAVE_WIDTH {
-            return None;
-        }
-        let padded = bounds.iter().copied().chain([f64::INFINITY; OCTAVE_WIDTH]).collect();
-        Some(Search::Octave { padded, below: below.into(), first_exponent })
+        Some(Search::Octave { octaves: octaves.into(), first_exponent })
     }
 
     /// The bucket of a finite `v`: the number of bounds `<= v`.
     #[inline]
     pub(crate) fn bucket(&self, v: f64) -> usize {
         match &self.search {
-            Search::Octave { padded, below, first_exponent } => {
-                let i = (exponent(v) - first_exponent).clamp(0, below.len() as i64 - 1) as usize;
-                let start = below[i] as usize;
-                // Bounds past the octave are above `v`, and the padding is infinite: neither counts. The
-                // window always exists (`start` is at most the number of bounds).
-                let window = padded.get(start..).and_then(<[f64]>::first_chunk::<OCTAVE_WIDTH>);
-                start + window.map_or(0, |w| w.iter().map(|&b| usize::from(b <= v)).sum::<usize>())
+            Search::Octave { octaves, first_exponent } => {
+                let i = (exponent(v) - first_exponent).clamp(0, octaves.len() as i64 - 1) as usize;
+                // Always there: `i` was clamped to the table.
+                octaves
+                    .get(i)
+                    .map_or(0, |o| o.below + o.next.iter().map(|&b| usize::from(b <= v)).sum::<usize>())
             }
             Search::Count => self.bounds.iter().map(|&b| usize::from(b <= v)).sum(),
             Search::Binary => self.bounds.partition_point(|&b| b <= v),

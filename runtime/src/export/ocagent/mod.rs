@@ -35,7 +35,7 @@ mod stream;
 mod transport;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use oclayer_proto::agent::common::v1::Node;
@@ -454,7 +454,13 @@ impl DropLog {
     /// last log line is too recent.
     fn add(&self, n: u64) -> Option<u64> {
         self.unlogged.fetch_add(n, Ordering::Relaxed);
-        let mut last = self.last.try_lock().ok()?;
+        // Busy: another thread is logging, and this count goes into a later line. Poisoned (a panic while
+        // logging): the instant is still usable, and treating poison as busy would silence losses for good.
+        let mut last = match self.last.try_lock() {
+            Ok(last) => last,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
         let now = Instant::now();
         if last.is_some_and(|at| now.duration_since(at) < DROP_LOG_INTERVAL) {
             return None;
@@ -476,5 +482,66 @@ mod tests {
         assert_eq!(log.add(4), None);
         *log.last.lock().expect("lock") = Some(Instant::now() - DROP_LOG_INTERVAL);
         assert_eq!(log.add(1), Some(7), "the next line carries what was not logged");
+    }
+
+    /// Panics while holding `lock`, as a panic anywhere under it would.
+    fn poison<T>(lock: &Mutex<T>) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = lock.lock();
+            panic!("poisoning the lock on purpose");
+        }));
+        assert!(lock.is_poisoned());
+    }
+
+    #[test]
+    fn poisoned_locks_are_used_through_the_poison_and_counts_stay_exact() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+
+        use crate::trace::{SpanContext, SpanData, SpanKind};
+
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        // Nothing listens on port 1: every attempt is refused.
+        let config = OcAgentConfig::new()
+            .with_address("127.0.0.1:1")
+            .with_insecure(true)
+            .with_reconnection(Duration::from_millis(20))
+            .with_max_queued_spans(4);
+        let exporter = OcAgentExporter::start(&config, runtime.handle()).expect("the exporter starts");
+        let shared = &exporter.shared;
+        poison(&shared.spans.queue);
+        poison(&shared.reports.queue);
+        poison(&shared.last_error);
+        poison(&shared.spans.drop_log.last);
+        poison(&exporter.tasks);
+
+        let span =
+            SpanData::new(SpanContext::default(), "s", SpanKind::Server, UNIX_EPOCH, SystemTime::now());
+        exporter.export_spans(&Arc::from(vec![span; 6]));
+        exporter.export_stats(&Arc::from(Vec::new()));
+        assert_eq!((exporter.dropped_spans(), exporter.queued_spans()), (2, 4), "the bound of 4 held");
+        assert_eq!(exporter.queued_reports(), 1);
+        assert!(format!("{exporter:?}").contains("queued_spans: 4"));
+
+        let error = runtime
+            .block_on(exporter.shutdown(Instant::now() + Duration::from_millis(300)))
+            .expect_err("nobody listens on port 1");
+        assert!(matches!(&error, Error::Undelivered { spans: 4, reports: 1, .. }), "{error:?}");
+        assert!(exporter.last_error().is_some_and(|e| e.contains("refused")), "{:?}", exporter.last_error());
+        exporter.export_spans(&Arc::from(vec![SpanData::new(
+            SpanContext::default(),
+            "late",
+            SpanKind::Server,
+            UNIX_EPOCH,
+            SystemTime::now(),
+        )]));
+        assert_eq!(exporter.dropped_spans(), 3, "after shutdown, spans are dropped and counted");
+    }
+
+    #[test]
+    fn a_poisoned_drop_log_still_logs() {
+        let log = DropLog::new();
+        poison(&log.last);
+        assert_eq!(log.add(5), Some(5), "poison is not taken for a line being logged elsewhere");
+        assert_eq!(log.add(1), None, "and the rate limit still holds");
     }
 }
