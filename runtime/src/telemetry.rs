@@ -311,7 +311,8 @@ impl Telemetry {
     }
 
     /// Hands every span ended so far to the exporters and waits until they delivered it, up to
-    /// [`DEFAULT_TIMEOUT`].
+    /// [`DEFAULT_TIMEOUT`]. Fails as [`shutdown`](Telemetry::shutdown) does, with what is still queued
+    /// (not lost: it is delivered later, or at shutdown).
     pub fn flush(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
         self.flush_with_timeout(DEFAULT_TIMEOUT)
     }
@@ -338,6 +339,12 @@ impl Telemetry {
     /// Stops the pipeline: switches every layer off, delivers the spans (and the last stats report) queued
     /// so far, shuts the exporters down and joins the background thread, within [`DEFAULT_TIMEOUT`].
     /// Afterwards `init` may be called again.
+    ///
+    /// # Errors
+    /// [`Error::Undelivered`] when an exporter could not deliver everything by the deadline (the agent is
+    /// down, hanging or slow): how many spans and stats reports were lost, and the last connection error.
+    /// [`Error::Pipeline`] when an exporter did not answer at all by the deadline, or a background task
+    /// failed.
     pub async fn shutdown(self) -> Result<(), Error> {
         self.shutdown_with_timeout(DEFAULT_TIMEOUT).await
     }
@@ -546,9 +553,22 @@ enum Step {
     Shutdown,
 }
 
-/// Flushes or shuts down every exporter concurrently, each bounded by `deadline`. The first error is
-/// returned; every error is logged.
+/// The most an exporter's deadline comes before the caller's, so that its answer (what it could not deliver)
+/// is in before the pipeline stops waiting for it; at most a tenth of the time left.
+const REPORT_MARGIN: Duration = Duration::from_millis(100);
+
+/// The deadline exporters get for a step the caller wants done by `deadline`. An exporter answers at its
+/// deadline with what it could not deliver; given the caller's own, that answer would race the pipeline's
+/// timeout and usually lose, leaving only "did not shut down before the deadline".
+fn exporter_deadline(deadline: Instant) -> Instant {
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline - REPORT_MARGIN.min(left / 10)
+}
+
+/// Flushes or shuts down every exporter concurrently, each bounded by `deadline` (see
+/// [`exporter_deadline`]). The first error is returned; every error is logged.
 async fn each_exporter(exporters: &[Arc<dyn Exporter>], deadline: Instant, step: Step) -> Result<(), Error> {
+    let own_deadline = exporter_deadline(deadline);
     let running: Vec<_> = exporters
         .iter()
         .map(|exporter| {
@@ -556,8 +576,8 @@ async fn each_exporter(exporters: &[Arc<dyn Exporter>], deadline: Instant, step:
             let name = exporter.name();
             let task = tokio::spawn(async move {
                 match step {
-                    Step::Flush => exporter.flush(deadline).await,
-                    Step::Shutdown => exporter.shutdown(deadline).await,
+                    Step::Flush => exporter.flush(own_deadline).await,
+                    Step::Shutdown => exporter.shutdown(own_deadline).await,
                 }
             });
             (name, task)
