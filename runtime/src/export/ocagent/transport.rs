@@ -180,13 +180,16 @@ fn metadata(config: &OcAgentConfig) -> Result<MetadataMap, Error> {
         })?;
         // gRPC allows printable ASCII only (HTTP would pass other bytes through, and agents reject them).
         let printable = value.bytes().all(|byte| (0x20..=0x7e).contains(&byte));
-        let value = AsciiMetadataValue::try_from(value.as_str()).ok().filter(|_| printable).ok_or_else(|| {
+        let mut value = AsciiMetadataValue::try_from(value.as_str()).ok().filter(|_| printable).ok_or_else(|| {
             config_error(
                 &format!("headers.{name}"),
                 "the value must be printable ASCII (the value is not shown, as header values are often secrets)"
                     .to_owned(),
             )
         })?;
+        // Sensitive: HTTP/2 then never enters the value in its compression tables (whose sizes could leak
+        // it), and `Debug` of the value, wherever a dependency prints one, shows `Sensitive`.
+        value.set_sensitive(true);
         metadata.insert(key, value);
     }
     Ok(metadata)
@@ -216,6 +219,10 @@ mod tests {
             Some("Bearer s3cret")
         );
         assert_eq!(request.metadata().get("x-tenant").and_then(|v| v.to_str().ok()), Some("edge"));
+        assert!(request.metadata().get("authorization").is_some_and(|v| v.is_sensitive()));
+        // What a dependency (tonic, h2) would print of the request's metadata.
+        let printed = format!("{:?}", request.metadata());
+        assert!(printed.contains("authorization") && !printed.contains("s3cret"), "{printed}");
         let debug = format!("{transport:?}");
         assert!(debug.contains("authorization") && !debug.contains("s3cret"), "{debug}");
         assert_eq!(transport.target(), "http://127.0.0.1:1");
