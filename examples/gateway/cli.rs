@@ -33,6 +33,10 @@ flags:
   --requests N           requests the load generator sends (default: 500)
   --concurrency C        requests in flight at once (default: 8)
   --serve                no load: serve until Ctrl-C or SIGTERM, then flush and exit
+  --soak SECS            load for SECS seconds while the embedded agent is killed and restarted
+                         twice and slowed once, then account for every span (tests/soak/run.sh)
+  --no-faults            with --soak: the same load with the agent left alone, as a baseline
+  --max-queued-spans N   spans the ocagent exporter keeps for an unreachable agent (default 65536)
   --prometheus-port N    port of /metrics (default: the config's exporters.prometheus.port)
   --sample-rate P        percent of requests traced, 0..=100 (default: the config's sample_rate)
   --disable-layer LAYER  turn off router, pipe or backend; repeatable
@@ -65,6 +69,12 @@ pub struct Options {
     pub concurrency: usize,
     /// Serve until a signal instead of sending load.
     pub serve: bool,
+    /// Run the load and fault soak for this long instead of a number of requests.
+    pub soak: Option<std::time::Duration>,
+    /// With `soak`: leave the agent alone (a baseline run).
+    pub no_faults: bool,
+    /// Overrides the ocagent exporter's span queue bound (a builder-only setting: KrakenD's JSON has none).
+    pub max_queued_spans: Option<usize>,
     /// Overrides `exporters.prometheus.port`; checked with the config's rules once applied.
     pub prometheus_port: Option<u16>,
     /// Overrides `sample_rate`; checked with the config's rules once applied.
@@ -84,6 +94,9 @@ impl Options {
             requests: DEFAULT_REQUESTS,
             concurrency: DEFAULT_CONCURRENCY,
             serve: false,
+            soak: None,
+            no_faults: false,
+            max_queued_spans: None,
             prometheus_port: None,
             sample_rate: None,
             disable_layers: Vec::new(),
@@ -168,6 +181,20 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 }
                 options.serve = true;
             }
+            "--soak" => {
+                let text = value("a number of seconds")?;
+                options.soak = Some(std::time::Duration::from_secs(number(&flag, &text, 1, 86_400)?));
+            }
+            "--no-faults" => {
+                if inline.is_some() {
+                    return Err(UsageError("--no-faults takes no value".into()));
+                }
+                options.no_faults = true;
+            }
+            "--max-queued-spans" => {
+                let text = value("a number of spans")?;
+                options.max_queued_spans = Some(number(&flag, &text, 1, u32::MAX.into())? as usize);
+            }
             // The values these two take are the config's to judge (`setup::load_config`); here they only
             // have to fit the config's field.
             "--prometheus-port" => {
@@ -199,6 +226,14 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         return Err(UsageError(
             "--requests and --serve exclude each other: --serve sends no load, it serves until Ctrl-C".into(),
         ));
+    }
+    if options.soak.is_some() && (options.serve || requests_given) {
+        return Err(UsageError(
+            "--soak excludes --serve and --requests: it sends load for the given number of seconds".into(),
+        ));
+    }
+    if options.no_faults && options.soak.is_none() {
+        return Err(UsageError("--no-faults only applies to --soak".into()));
     }
     Ok(Command::Run(options))
 }
@@ -264,5 +299,8 @@ mod tests {
         assert_eq!(message(&["--bogus"]), "unknown flag --bogus");
         assert!(message(&["--disable-layer", "proxy"]).contains("router, pipe or backend"));
         assert!(message(&["--serve", "--requests", "5"]).contains("exclude each other"));
+        assert!(message(&["--soak", "60", "--serve"]).contains("--soak excludes"));
+        assert!(message(&["--no-faults"]).contains("only applies to --soak"));
+        assert_eq!(message(&["--soak", "0"]), "--soak takes a whole number from 1 to 86400, found \"0\"");
     }
 }

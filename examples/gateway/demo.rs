@@ -92,7 +92,12 @@ impl Demo {
         let (agent, agent_address) = match &options.agent_address {
             Some(external) => (None, external.clone()),
             None => {
+                // The soak runs long under load: it only counts spans (distinct ones, for its account)
+                // instead of keeping them.
+                let soak = options.soak.is_some();
                 let agent = Agent::builder()
+                    .keep_records(!soak)
+                    .tally_spans(soak)
                     .start(SocketAddr::from(([127, 0, 0, 1], 0)))
                     .await
                     .map_err(|e| DemoError::Runtime(format!("cannot start the embedded agent: {e}")))?;
@@ -138,6 +143,11 @@ impl Demo {
             server,
             stop_server,
         })
+    }
+
+    /// Spans handed to the exporters so far.
+    pub fn spans_handed(&self) -> u64 {
+        self.counts.spans()
     }
 
     /// Stops the gateway (letting requests in flight finish), the upstreams and the telemetry pipeline,

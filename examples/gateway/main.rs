@@ -8,9 +8,9 @@
 //! top rows of the latency view.
 //!
 //! Modules: `cli` (flags), `setup` (config and `init`), `upstream` (the services), `routes` (router and
-//! pipe layers), `backend` (backend layer), `load` (the load generator), `summary` (the report) and `demo`
-//! (start, run and stop in order). `tests/gateway.rs` includes the same modules to drive the demo
-//! in-process.
+//! pipe layers), `backend` (backend layer), `load` (the load generator), `summary` (the report), `demo`
+//! (start, run and stop in order) and `soak` (the load and fault soak, `--soak`). `tests/gateway.rs`
+//! includes the same modules to drive the demo in-process.
 
 mod backend;
 mod cli;
@@ -18,6 +18,7 @@ mod demo;
 mod load;
 mod routes;
 mod setup;
+mod soak;
 mod summary;
 mod upstream;
 
@@ -48,7 +49,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(demo::run(options)) {
+    let run = async move {
+        match options.soak {
+            Some(duration) => {
+                let faults = !options.no_faults;
+                soak::run(options, duration, faults).await
+            }
+            None => demo::run(options).await,
+        }
+    };
+    match runtime.block_on(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -124,6 +124,10 @@ pub struct Started {
 /// (or anything else on 9091) is running; `config` then holds the port used. A port given on the command
 /// line is not moved.
 pub fn start(config: &mut Config, options: &Options) -> Result<Started, DemoError> {
+    // Here rather than in `load_config`: by now the ocagent block exists, for the embedded agent too.
+    if let (Some(spans), Some(ocagent)) = (options.max_queued_spans, config.ocagent.as_mut()) {
+        ocagent.max_queued_spans = spans;
+    }
     let counts = Arc::new(Counts::default());
     let mut notes = Vec::new();
     let init = |config: &Config| {
