@@ -18,7 +18,7 @@ use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
 use super::SpanData;
-use super::span::SpanInner;
+use super::span::{self, SpanInner};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
 use crate::stats::health;
@@ -160,7 +160,10 @@ impl SpanSink {
         let clock = WallClock::now();
         while spans.len() < max {
             match self.queue.pop() {
-                Some(span) => spans.push(span.take_span_data(&clock)),
+                Some(span) => {
+                    spans.push(span.take_span_data(&clock));
+                    span::recycle(span);
+                }
                 None => break,
             }
         }

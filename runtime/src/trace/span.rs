@@ -18,10 +18,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crossbeam_queue::ArrayQueue;
 use smallvec::SmallVec;
 
 use crate::clock::{Instant, WallClock};
@@ -645,7 +646,18 @@ impl Start {
         parent_span_id: Option<SpanId>,
         same_process_as_parent_span: Option<bool>,
     ) -> Span {
-        let running = AtomicU32::new(running::started(&self.name));
+        let running = running::started(&self.name);
+        let start = self.at.unwrap_or_else(Instant::now);
+        // `is_empty` first: an empty `pop` ends in a full fence, which would tax every span of a process
+        // that does not export (nothing is recycled there).
+        if !RECYCLED.is_empty()
+            && let Some(mut reused) = RECYCLED.pop()
+            && let Some(inner) = Arc::get_mut(&mut reused)
+        {
+            let fields = Fields { context, parent_span_id, same_process_as_parent_span, start, running };
+            self.reuse(inner, fields);
+            return Span { repr: Repr::Sampled(reused) };
+        }
         // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
         // copied it, a tenth of the sampled path.
         let mut inner = Arc::<SpanInner>::new_uninit();
@@ -655,15 +667,65 @@ impl Start {
             parent_span_id,
             kind: self.kind,
             same_process_as_parent_span,
-            start: self.at.unwrap_or_else(Instant::now),
+            start,
             end: AtomicU64::new(0),
             child_span_count: AtomicU32::new(0),
-            running,
+            running: AtomicU32::new(running),
             record: SpinLock::new(Record { name: self.name, ..Record::default() }),
         });
         // SAFETY: initialised just above.
         Span { repr: Repr::Sampled(unsafe { inner.assume_init() }) }
     }
+}
+
+/// What differs between two sampled spans besides the name and kind, for [`Start::reuse`].
+struct Fields {
+    context: SpanContext,
+    parent_span_id: Option<SpanId>,
+    same_process_as_parent_span: Option<bool>,
+    start: Instant,
+    running: u32,
+}
+
+impl Start {
+    /// Makes a recycled allocation this span. Everything else was reset by [`clear`], so only what differs
+    /// between spans is written, not the whole 650 bytes.
+    fn reuse(self, inner: &mut SpanInner, fields: Fields) {
+        inner.context = fields.context;
+        inner.parent_span_id = fields.parent_span_id;
+        inner.kind = self.kind;
+        inner.same_process_as_parent_span = fields.same_process_as_parent_span;
+        inner.start = fields.start;
+        *inner.end.get_mut() = 0;
+        *inner.running.get_mut() = fields.running;
+        inner.record.get_mut().name = self.name;
+    }
+}
+
+/// How many emptied span allocations wait for reuse: about one export batch's worth.
+const RECYCLED_CAPACITY: usize = 512;
+
+/// Span allocations the batcher has emptied, for new sampled spans to reuse. Spans are allocated on the
+/// request threads and freed on the pipeline's thread, which makes every allocation a trip to the
+/// allocator's shared arena with memory that is cold in this core's cache; reuse makes it a queue pop.
+static RECYCLED: LazyLock<ArrayQueue<Arc<SpanInner>>> = LazyLock::new(|| ArrayQueue::new(RECYCLED_CAPACITY));
+
+/// Keeps an exported span's allocation for reuse, if nothing else holds it and there is room; else it is
+/// freed. Call it after [`SpanInner::take_span_data`], which leaves the recording empty.
+pub(crate) fn recycle(mut span: Arc<SpanInner>) {
+    // A span still referenced by a handle is freed when the last handle goes, as usual.
+    let Some(inner) = Arc::get_mut(&mut span) else { return };
+    clear(inner);
+    let _ = RECYCLED.push(span);
+}
+
+/// Puts back a new span's state in what `into_sampled` does not overwrite when it reuses an allocation.
+/// The tracestate's entries are freed now rather than kept alive by the pool. The end time stays: a pooled
+/// span must read as ended, or dropping it (pool full) would export it again.
+fn clear(inner: &mut SpanInner) {
+    inner.context.tracestate = TraceState::EMPTY;
+    *inner.child_span_count.get_mut() = 0;
+    *inner.record.get_mut() = Record::default();
 }
 
 /// Cancellation as the layers record it: `CANCELLED`, with the code's name as the message.
@@ -685,5 +747,60 @@ impl Span {
     /// Whether the span has ended.
     pub(crate) fn is_ended_for_test(&self) -> bool {
         matches!(&self.repr, Repr::Sampled(inner) if inner.is_ended())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recycled_allocation_starts_clean() {
+        // A span that recorded everything, ended and exported, then cleared for the pool...
+        let used = SpanBuilder::new("recycle-before").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+        let _child = SpanBuilder::new("child").parent(Parent::Local(used.clone())).start();
+        used.set_attribute("k", "v");
+        used.add_annotation("note");
+        used.add_link(Link {
+            trace_id: TraceId::random(),
+            span_id: SpanId::random(),
+            kind: super::super::LinkKind::Unspecified,
+            attributes: Attributes::default(),
+        });
+        used.set_status(StatusCode::Internal, "failed");
+        used.end();
+        let Repr::Sampled(mut inner) = used.repr.clone() else { panic!("sampled") };
+        drop(used);
+        let _exported = inner.take_span_data(&WallClock::now());
+        drop(_child);
+        let slot = Arc::get_mut(&mut inner).expect("no other handle");
+        slot.context.tracestate = TraceState::from_entries(vec![("vendor".into(), "x".into())]);
+        clear(slot);
+        assert!(inner.is_ended(), "a pooled span reads as ended, so dropping it exports nothing");
+
+        // ...holds nothing of its past once `into_sampled` has written a new span's fields.
+        let slot = Arc::get_mut(&mut inner).expect("no other handle");
+        let start = Start { name: "recycle-after".into(), kind: SpanKind::Client, sampler: None, at: None };
+        let context =
+            SpanContext { trace_id: TraceId::random(), span_id: SpanId::random(), ..SpanContext::INVALID };
+        let fields = Fields {
+            context: SpanContext { sampled: true, ..context.clone() },
+            parent_span_id: None,
+            same_process_as_parent_span: None,
+            start: Instant::now(),
+            running: running::NO_SLOT,
+        };
+        start.reuse(slot, fields);
+        let reused = Span { repr: Repr::Sampled(inner) };
+        assert!(!reused.is_ended_for_test(), "it runs again");
+        reused.end();
+        let data = reused.take_data_for_test().expect("sampled");
+        assert_eq!((data.name.as_ref(), data.kind), ("recycle-after", SpanKind::Client));
+        assert_eq!(data.context.span_id, context.span_id);
+        assert_eq!(data.attributes, Attributes::default());
+        assert!(data.time_events.is_empty() && data.links.is_empty());
+        assert_eq!(data.status, Status::default());
+        assert_eq!(data.child_span_count, 0);
+        assert!(data.context.tracestate.is_empty());
     }
 }
