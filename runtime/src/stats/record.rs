@@ -299,10 +299,14 @@ impl LocalKeyset {
     fn apply(&mut self, view: usize, value: Value) {
         let LocalKeyset { rows, views, row, .. } = self;
         let Some(row) = rows.get_mut(*row as usize) else { return };
-        let (Some(slot), Some(collector)) = (row.cells.get_mut(view), views.get(view)) else { return };
+        let Some(slot) = row.cells.get_mut(view) else { return };
         match slot {
             Some(cell) => cell.apply(value),
-            None => slot.insert(attach(collector, &row.values)).apply(value),
+            None => {
+                if let Some(collector) = views.get(view) {
+                    slot.insert(attach(collector, &row.values)).apply(value);
+                }
+            }
         }
     }
 }
