@@ -39,11 +39,17 @@ impl Drops {
     }
 }
 
-/// The sum of a count or sum view over all its rows; 0 when it is not registered.
+/// The tag value under which the span pipeline records its own drops in the health views: those are
+/// `queue_spans`, not the exporters'.
+const PIPELINE_ROW: &str = "pipeline";
+
+/// The sum of a count or sum view over its exporters' rows (the pipeline's own row left out); 0 when it
+/// is not registered.
 fn view_total(name: &str) -> i64 {
     view_data(name).map_or(0, |data| {
         data.rows
             .iter()
+            .filter(|row| !row.tags.iter().any(|tag| tag.as_deref() == Some(PIPELINE_ROW)))
             .map(|row| match &row.data {
                 AggregationData::Count(n) | AggregationData::SumInt64(n) => *n,
                 AggregationData::SumFloat64(x) => *x as i64,
