@@ -562,7 +562,8 @@ fn environment() -> String {
     format!(
         "- Date: {}\n- Machine: {model}, {cores} cores, Linux {}; load average at the end of the run: {load}\n\
          - Toolchain: {}, release profile (`cargo bench`)\n\
-         - Regenerate: `benches/run.sh` (about 14 minutes here, 5 of them building; every bench, then this report)\n",
+         - Regenerate: `benches/run.sh` (about 13 minutes on the 2-core VM: 5 to 7 building, 7 running; \
+         every bench, then this report)\n",
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_output("uname", &["-r"]),
         command_output("rustc", &["--version"]),
