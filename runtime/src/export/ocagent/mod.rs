@@ -439,6 +439,27 @@ impl<C: Chunk> Lane<C> {
     }
 }
 
+/// Not API: the sampler conversion of the `TraceService.Config` stream, for the fuzz targets in `fuzz/`
+/// and their corpus replay test, which feed it arbitrary agent messages. Hidden rather than public so that
+/// the conversion can change without a breaking release.
+#[doc(hidden)]
+pub mod fuzzing {
+    use oclayer_proto::trace::v1::TraceConfig;
+
+    use crate::trace::Sampler;
+
+    /// The sampler the exporter applies for a config the agent pushed: `Ok(None)` when it names none,
+    /// `Err` (logged, and the config ignored) when it makes no sense.
+    pub fn sampler_of(config: &TraceConfig) -> Result<Option<Sampler>, String> {
+        super::library_config::sampler_of(config)
+    }
+
+    /// The config the exporter answers the agent with while `sampler` is in force.
+    pub fn config_of(sampler: Sampler) -> TraceConfig {
+        super::library_config::config_of(sampler)
+    }
+}
+
 /// Rate limit for loss warnings.
 struct DropLog {
     last: Mutex<Option<Instant>>,
