@@ -119,14 +119,6 @@ impl Instant {
     pub(crate) fn duration_since(self, earlier: Instant) -> Duration {
         Duration::from_nanos(self.nanos_since(earlier))
     }
-
-    /// The time since `self`.
-    // For the layers' latency (private.rs), which is to move to this clock; until then only tests use it.
-    #[allow(dead_code)]
-    #[inline]
-    pub(crate) fn elapsed(self) -> Duration {
-        Instant::now().duration_since(self)
-    }
 }
 
 /// Turns [`Instant`]s into wall-clock times, against one reading of both clocks. Read once per batch of

@@ -236,8 +236,6 @@ impl Span {
 
     /// [`Span::end`] with an end time read by the caller: a layer that also measures the call's latency
     /// reads the clock once for both.
-    // The layers' glue (private.rs) is to share its latency reads through this; until then only tests do.
-    #[allow(dead_code)]
     #[inline]
     pub(crate) fn end_at(&self, at: Instant) {
         if let Repr::Sampled(inner) = &self.repr {
@@ -528,8 +526,6 @@ impl SpanBuilder {
 
     /// [`SpanBuilder::start`] with a start time read by the caller: a layer that also measures the call's
     /// latency reads the clock once for both. Used only if the span is sampled.
-    // The layers' glue (private.rs) is to share its latency reads through this; until then only tests do.
-    #[allow(dead_code)]
     #[inline(always)]
     pub(crate) fn start_at(self, at: Instant) -> Span {
         self.start_with(Some(at))
