@@ -450,7 +450,8 @@ pub(super) fn describe(status: &tonic::Status) -> String {
 fn with_hint(error: String) -> String {
     let hint = if error.contains("certificate") {
         "; the agent's TLS certificate is not trusted: trust its CA with \
-         OcAgentConfig::with_ca_certificate_pem, or set `insecure` if the agent speaks plain text"
+         `ca_file` in the ocagent config (OcAgentConfig::with_ca_certificate_pem in Rust), or set `insecure` if the \
+         agent speaks plain text"
     } else if error.contains("Connection refused") {
         "; is the agent running and listening on this address?"
     } else {
