@@ -114,7 +114,7 @@ pub fn propagation() -> Propagation {
 /// then `b3`. `None` when none is present and valid, which starts a new trace.
 ///
 /// Every router call reads this, and most requests carry no context, so the miss is what is kept cheap: one
-/// pass compares the request's header names with each format's first header (see [`Present`]), and a format
+/// pass compares the request's header names with each format's first header, and a format
 /// is parsed only when its header is there.
 #[inline]
 pub fn extract(headers: &HeaderMap) -> Option<SpanContext> {
