@@ -6,6 +6,12 @@
 //! timeout), turns them into [`SpanData`] and hands each batch to every exporter. It also logs drops, at
 //! most once per [`DROP_LOG_INTERVAL`].
 //!
+//! The size trigger is counted per thread: a thread wakes the batcher once it has pushed a batch's worth
+//! of spans since its last wake (or when it finds the queue full), so a push never reads the queue's
+//! length, whose head the batcher's core keeps writing (that read cost as much as the rest of the
+//! hand-off). With several threads a queue may hold up to a batch per thread before the batcher wakes;
+//! the batch timeout bounds how long any span waits.
+//!
 //! Only one sink is installed at a time (one pipeline per process); with none, ended spans are discarded.
 
 use std::cell::RefCell;
@@ -48,7 +54,16 @@ thread_local! {
     /// queue with one shared load and no reference-count traffic (an `ArcSwap` load cost a third of the
     /// hand-off). An idle thread's copy keeps an uninstalled sink's memory until the thread ends a span
     /// or exits; the batcher has delivered everything in it by then.
-    static CACHED_SINK: RefCell<(u64, Option<Arc<SpanSink>>)> = const { RefCell::new((0, None)) };
+    static CACHED_SINK: RefCell<CachedSink> =
+        const { RefCell::new(CachedSink { generation: 0, sink: None, pushed: 0 }) };
+}
+
+/// A thread's view of the installed sink.
+struct CachedSink {
+    generation: u64,
+    sink: Option<Arc<SpanSink>>,
+    /// Spans this thread pushed since it last woke the batcher (or took this copy).
+    pushed: usize,
 }
 
 /// Spans dropped because the queue was full, since the process started.
@@ -71,23 +86,25 @@ pub(crate) fn submit(span: Arc<SpanInner>) {
             // Busy only if a push re-entered here (it does not: queued spans have ended, so dropping one
             // submits nothing); the slow path below then serves it rather than a panic.
             let Ok(mut cached) = cached.try_borrow_mut() else { return false };
-            if cached.0 != generation {
-                *cached = (generation, installed());
+            if cached.generation != generation {
+                *cached = CachedSink { generation, sink: installed(), pushed: 0 };
             }
-            if let Some(sink) = &cached.1
+            let cached = &mut *cached;
+            if let Some(sink) = &cached.sink
                 && let Some(span) = span.take()
             {
-                sink.push(span);
+                sink.push(span, &mut cached.pushed);
             }
             true
         })
         .unwrap_or(false);
-    // The thread's locals are being torn down: use the installed sink without keeping a copy.
+    // The thread's locals are being torn down: use the installed sink without keeping a copy (nor a count:
+    // this span waits for a wake by another thread, a full queue, or the batch timeout).
     if !handled
         && let Some(span) = span.take()
         && let Some(sink) = installed()
     {
-        sink.push(span);
+        sink.push(span, &mut 0);
     }
 }
 
@@ -139,16 +156,34 @@ impl SpanSink {
         }
     }
 
+    /// Queues `span`, dropping the oldest if the queue is full. `pushed` is the calling thread's count of
+    /// spans since it last woke the batcher (see the module docs).
     #[inline]
-    fn push(&self, span: Arc<SpanInner>) {
+    fn push(&self, span: Arc<SpanInner>, pushed: &mut usize) {
+        *pushed += 1;
+        let mut wake = *pushed >= self.batch_size;
         if let Some(oldest) = self.queue.force_push(span) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-            drop(oldest);
+            // Into the pool rather than freed: a thread that overruns the queue keeps reusing allocations
+            // instead of paying a free and a malloc per span, which would slow it further.
+            span::recycle(oldest);
+            // A full batch is waiting whatever the threads' counts say.
+            wake = true;
         }
-        if self.queue.len() >= self.batch_size
-            && !self.wake_pending.load(Ordering::Relaxed)
-            && !self.wake_pending.swap(true, Ordering::AcqRel)
-        {
+        if wake {
+            *pushed = 0;
+            self.wake();
+        }
+    }
+
+    /// Wakes the batcher unless a wake is already pending.
+    #[cold]
+    fn wake(&self) {
+        // With a batch larger than the queue, batches go by age only: the batcher would find none.
+        if self.queue.capacity() < self.batch_size {
+            return;
+        }
+        if !self.wake_pending.load(Ordering::Relaxed) && !self.wake_pending.swap(true, Ordering::AcqRel) {
             self.full_batch.notify_one();
         }
     }
@@ -297,5 +332,40 @@ impl Batcher {
             self.drops_logged = total;
             self.last_drop_log = Some(Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wake_pending(sink: &SpanSink) -> bool {
+        sink.wake_pending.swap(false, Ordering::AcqRel)
+    }
+
+    #[test]
+    fn a_thread_wakes_the_batcher_after_a_batch_of_its_own_or_at_a_full_queue() {
+        let sink = SpanSink::new(4, 3);
+        let (mut first, mut second) = (0, 0);
+        sink.push(span::ended_for_test("wake-1"), &mut first);
+        sink.push(span::ended_for_test("wake-2"), &mut second);
+        sink.push(span::ended_for_test("wake-3"), &mut first);
+        assert!(!wake_pending(&sink), "3 queued, but neither thread pushed a batch's worth");
+        sink.push(span::ended_for_test("wake-4"), &mut first);
+        assert!(wake_pending(&sink), "the first thread's third span");
+        assert_eq!(first, 0, "its count starts again");
+        let dropped = dropped_spans();
+        sink.push(span::ended_for_test("wake-5"), &mut second);
+        assert!(wake_pending(&sink), "a full queue wakes whatever the counts");
+        assert_eq!(dropped_spans() - dropped, 1);
+        assert_eq!(sink.pop(10).len(), 4);
+
+        // With batches by age only (a batch larger than the queue), nothing wakes the batcher.
+        let by_age = SpanSink::new(2, 3);
+        let mut pushed = 0;
+        for name in ["age-1", "age-2", "age-3", "age-4"] {
+            by_age.push(span::ended_for_test(name), &mut pushed);
+        }
+        assert!(!wake_pending(&by_age));
     }
 }

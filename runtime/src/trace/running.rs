@@ -6,6 +6,12 @@
 //! so ending is one atomic swap and one decrement, and a rename moves the count to the new name's slot.
 //! Unsampled spans never come here.
 //!
+//! Starts and ends count into a table of the thread's own (registered with the registry, summed by the
+//! reader, added into the shared table when the thread exits): only that thread writes it, so a count is a
+//! plain load and store instead of a locked read-modify-write on a line other cores write too. A span that
+//! starts on one thread and ends on another leaves +1 on the first and -1 on the second, which the sum
+//! balances. A thread's table costs [`MAX_RUNNING_SPAN_NAMES`] + 1 counters while the thread lives.
+//!
 //! Most names are `&'static str` (the layers' names are fixed per annotated fn), and a static string's
 //! address and length identify its text for the life of the process: each thread keeps a small cache from
 //! address to slot, so a sampled span of such a name finds its slot with no lock and no hashing.
@@ -18,7 +24,7 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
-use std::sync::{LazyLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
@@ -48,6 +54,53 @@ thread_local! {
     /// are never reassigned, so an entry never goes stale; [`NO_SLOT`] marks an empty entry.
     static STATIC_NAMES: [Cell<(usize, usize, u32)>; STATIC_NAME_CACHE] =
         const { [const { Cell::new((0, 0, NO_SLOT)) }; STATIC_NAME_CACHE] };
+}
+
+thread_local! {
+    /// This thread's counts for the process registry, made on its first sampled span.
+    static THREAD_COUNTS: ThreadCounts = ThreadCounts::register(&RUNNING);
+}
+
+/// A thread's table of counts, registered with a registry until the thread exits.
+struct ThreadCounts {
+    registry: &'static Registry,
+    counts: Arc<[AtomicI64]>,
+}
+
+impl ThreadCounts {
+    fn register(registry: &'static Registry) -> ThreadCounts {
+        let counts: Arc<[AtomicI64]> = (0..registry.counts.len()).map(|_| AtomicI64::new(0)).collect();
+        registry.threads.lock().unwrap_or_else(PoisonError::into_inner).push(Arc::clone(&counts));
+        ThreadCounts { registry, counts }
+    }
+}
+
+impl Drop for ThreadCounts {
+    fn drop(&mut self) {
+        // Under the lock readers sum with, so that a reader sees these counts once: here or in the table.
+        let mut threads = self.registry.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        for (slot, count) in self.counts.iter().enumerate() {
+            let count = count.load(Ordering::Relaxed);
+            if count != 0 {
+                self.registry.counts[slot].fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        threads.retain(|counts| !Arc::ptr_eq(counts, &self.counts));
+    }
+}
+
+/// Adds `delta` to `slot`'s count of the process registry, in this thread's table.
+#[inline]
+fn count_here(slot: u32, delta: i64) {
+    let counted = THREAD_COUNTS.try_with(|local| {
+        // Slots come from `Registry::slot`, so they index the table; only this thread writes it.
+        let count = &local.counts[slot as usize];
+        count.store(count.load(Ordering::Relaxed) + delta, Ordering::Relaxed);
+    });
+    // The thread's locals are being torn down (its table is already added in): count in the shared table.
+    if counted.is_err() {
+        RUNNING.counter(slot).fetch_add(delta, Ordering::Relaxed);
+    }
 }
 
 /// The slot of `name` in the process registry, from this thread's cache when the name is static.
@@ -105,7 +158,9 @@ pub fn running_spans() -> Vec<(String, u64)> {
 #[allow(clippy::ptr_arg)]
 #[inline]
 pub(crate) fn started(name: &Cow<'static, str>) -> u32 {
-    RUNNING.started_in(global_slot(name))
+    let slot = global_slot(name);
+    count_here(slot, 1);
+    slot
 }
 
 /// Moves the count of a running span to `name`. Call it under the span's record lock, so that renames of
@@ -122,15 +177,21 @@ pub(crate) fn renamed(slot: &AtomicU32, name: &Cow<'static, str>) {
 /// Stops counting the span that holds `slot`; later calls do nothing.
 #[inline]
 pub(crate) fn ended(slot: &AtomicU32) {
-    RUNNING.ended(slot);
+    let slot = slot.swap(NO_SLOT, Ordering::AcqRel);
+    if slot != NO_SLOT {
+        count_here(slot, -1);
+    }
 }
 
 /// Names to slots, and a counter per slot.
 pub(crate) struct Registry {
     shards: [RwLock<HashMap<Box<str>, u32, FixedState>>; SHARDS],
     /// One counter per name slot, then the overflow counter at index `capacity`. Signed, so that a bug
-    /// would show as a missing name rather than as a count near 2^64.
+    /// would show as a missing name rather than as a count near 2^64. Threads count in tables of their own
+    /// ([`ThreadCounts`]); this one has renames, the counts of threads that exited, and tests' counts.
     counts: Box<[AtomicI64]>,
+    /// The tables of live threads, summed with `counts` by the reader.
+    threads: Mutex<Vec<Arc<[AtomicI64]>>>,
     /// Slots handed out so far; never above `capacity`.
     assigned: AtomicU32,
     capacity: u32,
@@ -144,6 +205,7 @@ impl Registry {
         Registry {
             shards: std::array::from_fn(|_| RwLock::new(HashMap::with_hasher(FixedState::default()))),
             counts: (0..=capacity).map(|_| AtomicI64::new(0)).collect(),
+            threads: Mutex::new(Vec::new()),
             assigned: AtomicU32::new(0),
             capacity,
         }
@@ -194,7 +256,8 @@ impl Registry {
         self.started_in(self.slot(name))
     }
 
-    /// Counts a span in `slot` (from [`Registry::slot`]); returns `slot`.
+    /// Counts a span in `slot` (from [`Registry::slot`]) in the shared table; returns `slot`.
+    #[cfg(test)]
     fn started_in(&self, slot: u32) -> u32 {
         self.counter(slot).fetch_add(1, Ordering::Relaxed);
         slot
@@ -224,6 +287,8 @@ impl Registry {
         };
     }
 
+    /// Stops counting the span holding `held`, in the shared table; later calls do nothing.
+    #[cfg(test)]
     pub(crate) fn ended(&self, held: &AtomicU32) {
         let slot = held.swap(NO_SLOT, Ordering::AcqRel);
         if slot != NO_SLOT {
@@ -232,8 +297,16 @@ impl Registry {
     }
 
     pub(crate) fn counts(&self) -> Vec<(String, u64)> {
-        let positive =
-            |slot: u32| u64::try_from(self.counter(slot).load(Ordering::Relaxed)).ok().filter(|&n| n > 0);
+        // Both tables read under the lock an exiting thread adds its counts under: seen once, not 0 or 2 times.
+        let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut totals: Vec<i64> = self.counts.iter().map(|count| count.load(Ordering::Relaxed)).collect();
+        for counts in threads.iter() {
+            for (total, count) in totals.iter_mut().zip(counts.iter()) {
+                *total += count.load(Ordering::Relaxed);
+            }
+        }
+        drop(threads);
+        let positive = |slot: u32| u64::try_from(totals[slot as usize]).ok().filter(|&n| n > 0);
         let mut out = Vec::new();
         for shard in &self.shards {
             let map = shard.read().unwrap_or_else(PoisonError::into_inner);
@@ -407,6 +480,23 @@ mod tests {
         }
         assert_eq!(running("running-cached"), 0);
         assert_eq!(running("running-cached-renamed"), 0);
+    }
+
+    #[test]
+    fn spans_counted_on_threads_that_exited_or_ended_on_others_balance() {
+        // Started on threads that exit while the spans run: their tables are added into the shared one.
+        let mut spans: Vec<Span> = (0..4)
+            .map(|_| std::thread::spawn(|| sampled("running-threads")).join().expect("the thread runs"))
+            .collect();
+        assert_eq!(running("running-threads"), 4);
+        // Ended here (-1 in this thread's table) and on a thread of their own.
+        let elsewhere = spans.split_off(2);
+        spans.iter().for_each(Span::end);
+        assert_eq!(running("running-threads"), 2);
+        std::thread::spawn(move || elsewhere.iter().for_each(Span::end)).join().expect("the thread runs");
+        assert_eq!(running("running-threads"), 0);
+        drop(spans);
+        assert_eq!(running("running-threads"), 0);
     }
 
     #[test]

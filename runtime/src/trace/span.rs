@@ -746,6 +746,15 @@ impl Span {
     }
 }
 
+/// An ended sampled span as the pipeline's queue holds it (ended with no pipeline installed).
+#[cfg(test)]
+pub(crate) fn ended_for_test(name: &'static str) -> Arc<SpanInner> {
+    let span = SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+    span.end();
+    let Repr::Sampled(inner) = &span.repr else { unreachable!("sampled by AlwaysOn") };
+    Arc::clone(inner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
