@@ -235,12 +235,19 @@ impl Span {
     }
 
     /// [`Span::end`] with an end time read by the caller: a layer that also measures the call's latency
-    /// reads the clock once for both.
+    /// reads the clock once for both. Takes the handle, so that it can go to the pipeline as is, without a
+    /// reference-count increment now and a decrement when the handle is dropped.
     #[inline]
-    pub(crate) fn end_at(&self, at: Instant) {
-        if let Repr::Sampled(inner) = &self.repr {
-            end_sampled(inner, at);
+    pub(crate) fn end_at(mut self, at: Instant) {
+        if let Repr::Sampled(_) = &self.repr {
+            end_owned(self.take_repr(), at);
         }
+    }
+
+    /// The handle's state, leaving [`Span::NONE`]'s (whose drop does nothing).
+    #[inline]
+    fn take_repr(&mut self) -> Repr {
+        std::mem::replace(&mut self.repr, Repr::Unsampled(SpanContext::INVALID))
     }
 
     /// Makes this span the current one on this thread until the returned guard is dropped. Spans started
@@ -280,8 +287,9 @@ impl Drop for Span {
         // last handles dropped at once on two threads may both see 2: `SpanInner`'s own drop catches that.)
         if let Repr::Sampled(inner) = &self.repr
             && Arc::strong_count(inner) == 1
+            && !inner.is_ended()
         {
-            end_sampled(inner, Instant::now());
+            end_owned(self.take_repr(), Instant::now());
         }
     }
 }
@@ -302,6 +310,16 @@ impl fmt::Debug for Span {
 fn end_sampled(inner: &Arc<SpanInner>, at: Instant) {
     if inner.finish(at) {
         pipeline::submit(Arc::clone(inner));
+    }
+}
+
+/// [`end_sampled`] with a handle given up by its owner: it is queued as is.
+#[inline(never)]
+fn end_owned(repr: Repr, at: Instant) {
+    if let Repr::Sampled(inner) = repr
+        && inner.finish(at)
+    {
+        pipeline::submit(inner);
     }
 }
 

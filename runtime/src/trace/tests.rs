@@ -120,15 +120,16 @@ fn a_span_takes_the_clock_readings_it_is_given() {
     std::thread::sleep(std::time::Duration::from_millis(2));
     let end = crate::clock::Instant::now();
     let span = sampled("given-times").parent(Parent::Root).start_at(start);
-    span.end_at(end);
-    span.end_at(crate::clock::Instant::now());
+    // `end_at` takes a handle (the layers give theirs up): keep one to read the span back.
+    span.clone().end_at(end);
+    span.clone().end_at(crate::clock::Instant::now());
     let data = exported(&span);
     assert_eq!(data.duration(), end.duration_since(start), "the first end wins, with its reading");
     assert!(data.duration() > std::time::Duration::ZERO);
 
     // Readings in the wrong order (another core's counter a little behind): zero, never negative.
     let backwards = sampled("given-times-backwards").parent(Parent::Root).start_at(end);
-    backwards.end_at(start);
+    backwards.clone().end_at(start);
     let data = exported(&backwards);
     assert_eq!(data.end_time, data.start_time);
 }
