@@ -19,7 +19,6 @@
 
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -29,8 +28,7 @@ use axum::routing::get;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use oclayer::config::{Config, EnabledLayers};
-use oclayer::export::{Exporter, SpanBatch};
-use oclayer_benches::process_cpu_time;
+use oclayer_benches::{oclayer_discarding, process_cpu_time};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -38,19 +36,6 @@ use tokio::net::TcpListener;
 mod backend;
 #[path = "../../examples/gateway/routes.rs"]
 mod routes;
-
-/// Takes span batches and drops them.
-struct Discard;
-
-impl Exporter for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-
-    fn export_spans(&self, spans: &SpanBatch) {
-        black_box(spans.len());
-    }
-}
 
 /// `GET /users/{id}` of the stand-in users service: answers at once.
 async fn user(Path(id): Path<u64>) -> Response {
@@ -96,7 +81,7 @@ fn start() -> (SocketAddr, tokio::runtime::Runtime) {
 fn telemetry(layers: EnabledLayers, sample_rate: u8) -> oclayer::Telemetry {
     let config =
         Config::builder().enabled_layers(layers).sample_rate(sample_rate).build().expect("a valid config");
-    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts")
+    oclayer_discarding(config)
 }
 
 /// Sends `iters` requests one after another and returns the time they took by `clock`.

@@ -22,7 +22,6 @@
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -30,11 +29,10 @@ use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use oclayer::config::Config;
-use oclayer::export::{Exporter, SpanBatch};
 use oclayer::layer::{self, Layer, PipeOutcome};
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::ThreadCpuTime;
+use oclayer_benches::{ThreadCpuTime, oclayer_discarding, peers};
 
 // ---- the fns ---------------------------------------------------------------------------------------------
 
@@ -107,31 +105,10 @@ fn ready<F: Future>(fut: F) -> F::Output {
 
 // ---- the pipelines ---------------------------------------------------------------------------------------
 
-/// Takes span batches and drops them: only the request path is timed.
-struct Discard;
-
-impl Exporter for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-
-    fn export_spans(&self, spans: &SpanBatch) {
-        black_box(spans.len());
-    }
-}
-
 fn pipeline() -> oclayer::Telemetry {
     // Only the exporter added in code: no network, no server.
     let config = Config::builder().build().expect("a valid config");
-    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts")
-}
-
-struct DiscardReporter;
-
-impl fastrace::collector::Reporter for DiscardReporter {
-    fn report(&mut self, spans: Vec<fastrace::collector::SpanRecord>) {
-        black_box(spans.len());
-    }
+    oclayer_discarding(config)
 }
 
 // ---- the benches -----------------------------------------------------------------------------------------
@@ -171,7 +148,7 @@ fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
 fn peer_benches<M: Measurement + 'static>(c: &mut Criterion<M>) {
     c.bench_function("fastrace/no_parent", |b| b.iter(|| fastrace_traced(black_box(7))));
     c.bench_function("async/fastrace_no_parent", |b| b.iter(|| ready(fastrace_traced_async(black_box(7)))));
-    fastrace::set_reporter(DiscardReporter, fastrace::collector::Config::default());
+    peers::fastrace_discarding();
     c.bench_function("fastrace/root_per_call", |b| {
         b.iter(|| {
             let root = fastrace::Span::root("/bench/{id}", fastrace::collector::SpanContext::random());

@@ -17,15 +17,13 @@
 //! so none of their export costs is counted (see `oclayer_benches::peers`).
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use oclayer::config::Config;
-use oclayer::export::{Exporter, SpanBatch};
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::{ThreadCpuTime, peers};
+use oclayer_benches::{ThreadCpuTime, oclayer_discarding, peers};
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 
 /// The body every variant runs: small, so that the instrumentation is most of what is timed.
@@ -79,19 +77,6 @@ fn oc_pipe_spans(x: u64) -> u64 {
 fn oc_backend_spans(req: Request<()>, x: u64) -> u64 {
     black_box(req);
     work(x)
-}
-
-/// Takes span batches and drops them: only the request path is timed.
-struct Discard;
-
-impl Exporter for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-
-    fn export_spans(&self, spans: &SpanBatch) {
-        black_box(spans.len());
-    }
 }
 
 // ---- fastrace --------------------------------------------------------------------------------------------
@@ -148,8 +133,7 @@ fn request() -> Request<()> {
 fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
     let req = request();
     let config = Config::builder().sample_rate(100).build().expect("a valid config");
-    let telemetry =
-        oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts");
+    let telemetry = oclayer_discarding(config);
     trace::set_sampler(Sampler::AlwaysOn);
     let dropped_before = trace::dropped_spans();
     c.bench_function("tree/oclayer", |b| b.iter(|| oc_router(&req, black_box(7))));

@@ -6,11 +6,36 @@
 //! clock counts only that thread's own work, so it is the figure to compare with targets when the load
 //! average is above the core count.
 
+use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use oclayer::export::{Exporter, SpanBatch};
 
 pub mod peers;
+
+/// Starts oclayer's pipeline from `config` with one exporter that drops every span batch: no network, no
+/// server, so a bench times the request path and a batcher that keeps up, as the peers' discarding
+/// exporters do ([`peers`]).
+///
+/// # Panics
+/// If the pipeline does not start (one is already running): a bench set-up error.
+pub fn oclayer_discarding(config: oclayer::Config) -> oclayer::Telemetry {
+    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts")
+}
+
+struct Discard;
+
+impl Exporter for Discard {
+    fn name(&self) -> &'static str {
+        "discard"
+    }
+
+    fn export_spans(&self, spans: &SpanBatch) {
+        black_box(spans.len());
+    }
+}
 
 /// The CPU time the calling thread has run so far (`CLOCK_THREAD_CPUTIME_ID`).
 pub fn thread_cpu_time() -> Duration {
