@@ -666,11 +666,10 @@ impl Start {
         // that does not export (nothing is recycled there).
         if !RECYCLED.is_empty()
             && let Some(mut reused) = RECYCLED.pop()
-            && let Some(inner) = Arc::get_mut(&mut reused)
         {
             let fields = Fields { context, parent_span_id, same_process_as_parent_span, start, running };
-            self.reuse(inner, fields);
-            return Span { repr: Repr::Sampled(reused) };
+            self.reuse(reused.get_mut(), fields);
+            return Span { repr: Repr::Sampled(reused.0) };
         }
         // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
         // copied it, a tenth of the sampled path.
@@ -722,14 +721,36 @@ const RECYCLED_CAPACITY: usize = 512;
 /// Span allocations the batcher has emptied, for new sampled spans to reuse. Spans are allocated on the
 /// request threads and freed on the pipeline's thread, which makes every allocation a trip to the
 /// allocator's shared arena with memory that is cold in this core's cache; reuse makes it a queue pop.
-static RECYCLED: LazyLock<ArrayQueue<Arc<SpanInner>>> = LazyLock::new(|| ArrayQueue::new(RECYCLED_CAPACITY));
+static RECYCLED: LazyLock<ArrayQueue<Unique>> = LazyLock::new(|| ArrayQueue::new(RECYCLED_CAPACITY));
+
+/// A span allocation nothing else refers to: the pool's entries. Its `get_mut` is `Arc::get_mut` without
+/// the check, which is an atomic compare-exchange on the weak count (a fifth of the atomics of a sampled
+/// span once the others were gone).
+struct Unique(Arc<SpanInner>);
+
+impl Unique {
+    /// `None` if another handle to `span` exists.
+    fn new(mut span: Arc<SpanInner>) -> Option<Unique> {
+        Arc::get_mut(&mut span)?;
+        Some(Unique(span))
+    }
+
+    #[inline]
+    fn get_mut(&mut self) -> &mut SpanInner {
+        // SAFETY: `new` checked that this was the only `Arc` and that no `Weak` existed (and none is ever
+        // made of a span); the `Arc` has stayed inside this `Unique` since, so nothing else can reach the
+        // value, and `Arc::as_ptr` points into the allocation with write permission (as
+        // `Arc::get_mut_unchecked` does).
+        unsafe { &mut *Arc::as_ptr(&self.0).cast_mut() }
+    }
+}
 
 /// Keeps an exported span's allocation for reuse, if nothing else holds it and there is room; else it is
 /// freed. Call it after [`SpanInner::take_span_data`], which leaves the recording empty.
-pub(crate) fn recycle(mut span: Arc<SpanInner>) {
+pub(crate) fn recycle(span: Arc<SpanInner>) {
     // A span still referenced by a handle is freed when the last handle goes, as usual.
-    let Some(inner) = Arc::get_mut(&mut span) else { return };
-    clear(inner);
+    let Some(mut span) = Unique::new(span) else { return };
+    clear(span.get_mut());
     let _ = RECYCLED.push(span);
 }
 
