@@ -18,32 +18,17 @@
 //! when the load average is above the core count.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::measurement::Measurement;
 use criterion::{Criterion, criterion_group, criterion_main};
 use oclayer::config::Config;
-use oclayer::export::{Exporter, SpanBatch};
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
-use oclayer_benches::ThreadCpuTime;
-
-/// Takes batches and drops them: only the request path's cost is timed.
-struct Discard;
-
-impl Exporter for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-
-    fn export_spans(&self, spans: &SpanBatch) {
-        black_box(spans.len());
-    }
-}
+use oclayer_benches::{ThreadCpuTime, oclayer_discarding};
 
 fn pipeline() -> oclayer::Telemetry {
     // Only the exporter added in code: no network, no server.
     let config = Config::builder().sample_rate(100).build().expect("valid config");
-    oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("pipeline starts")
+    oclayer_discarding(config)
 }
 
 fn unsampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
@@ -67,30 +52,23 @@ fn unsampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
     });
 }
 
+/// A sampled root span with two attributes, started and ended.
+fn sampled_span() -> oclayer::trace::Span {
+    let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
+    span.set_attribute("http.method", "GET");
+    span.set_attribute("http.status_code", 200);
+    span.end();
+    black_box(span)
+}
+
 fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
     trace::set_sampler(Sampler::AlwaysOn);
-    c.bench_function(&format!("{group}/sampled_no_pipeline"), |b| {
-        b.iter(|| {
-            let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
-            span.set_attribute("http.method", "GET");
-            span.set_attribute("http.status_code", 200);
-            span.end();
-            black_box(span)
-        })
-    });
+    c.bench_function(&format!("{group}/sampled_no_pipeline"), |b| b.iter(sampled_span));
 
     let telemetry = pipeline();
     trace::set_sampler(Sampler::AlwaysOn);
     let dropped_before = trace::dropped_spans();
-    c.bench_function(&format!("{group}/sampled_two_attributes"), |b| {
-        b.iter(|| {
-            let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
-            span.set_attribute("http.method", "GET");
-            span.set_attribute("http.status_code", 200);
-            span.end();
-            black_box(span)
-        })
-    });
+    c.bench_function(&format!("{group}/sampled_two_attributes"), |b| b.iter(sampled_span));
     // A full queue drops the oldest span (one more atomic add on the request path): say how often.
     eprintln!("{group}: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
     trace::set_sampler(Sampler::AlwaysOff);
