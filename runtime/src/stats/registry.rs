@@ -311,3 +311,43 @@ fn fold(total: &mut Option<Accumulator>, acc: Accumulator) {
         None => *total = Some(acc),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Aggregation, AggregationData, Int64Measure, record_with_tags};
+
+    /// A panic while the registry or a view's rows are locked (a bug, an allocation failure) must not stop
+    /// stats: later records, registrations and reports take the locks through the poison, and the counts
+    /// stay exact.
+    #[test]
+    fn poisoned_locks_keep_counting_exactly() {
+        static M: Int64Measure = Int64Measure::new("test/poisoned", "requests", "1");
+        let count = |name: &'static str| View::new(name, "test view", &M, &[], Aggregation::Count);
+        register(&[count("test/poisoned/count")]).expect("a valid view");
+        record_with_tags(&[M.m(1)], &[]);
+        let collector = collector("test/poisoned/count").expect("registered");
+        let held = Arc::clone(&collector);
+        let poisoner = std::thread::spawn(move || {
+            let _registry = registry();
+            let _rows = held.rows();
+            panic!("a bug while holding the stats locks");
+        });
+        assert!(poisoner.join().is_err());
+        assert!(REGISTRY.is_poisoned() && collector.rows.is_poisoned());
+
+        // This thread's cell exists; a new thread must attach one under the poisoned rows lock.
+        record_with_tags(&[M.m(1)], &[]);
+        std::thread::spawn(|| record_with_tags(&[M.m(1)], &[])).join().expect("recording does not panic");
+        register(&[count("test/poisoned/later")]).expect("registering still works");
+        record_with_tags(&[M.m(1)], &[]);
+
+        assert_eq!(counts("test/poisoned/count"), vec![AggregationData::Count(4)]);
+        assert_eq!(counts("test/poisoned/later"), vec![AggregationData::Count(1)]);
+    }
+
+    fn counts(name: &str) -> Vec<AggregationData> {
+        let data = collector(name).expect("registered").view_data(SystemTime::now());
+        data.rows.into_iter().map(|row| row.data).collect()
+    }
+}

@@ -333,6 +333,32 @@ mod tests {
         registry.counts().into_iter().find(|(n, _)| n == name).map_or(0, |(_, c)| c)
     }
 
+    /// A panic while one of the registry's locks is held (a bug, an allocation failure) leaves the maps
+    /// consistent: later spans take the locks through the poison and the counts stay exact.
+    #[test]
+    fn poisoned_locks_keep_the_counts_exact() {
+        let registry = Registry::new(10);
+        let first = AtomicU32::new(registry.started("known"));
+        std::thread::scope(|scope| {
+            let poisoner = scope.spawn(|| {
+                let _threads = registry.threads.lock().unwrap();
+                let _shards: Vec<_> = registry.shards.iter().map(|shard| shard.write().unwrap()).collect();
+                panic!("a bug while holding the running-span locks");
+            });
+            assert!(poisoner.join().is_err());
+        });
+        assert!(registry.threads.is_poisoned() && registry.shards.iter().all(RwLock::is_poisoned));
+
+        let second = AtomicU32::new(registry.started("known"));
+        let new = AtomicU32::new(registry.started("new"));
+        let elsewhere = std::thread::scope(|scope| scope.spawn(|| registry.started("new")).join().unwrap());
+        assert_eq!((count(&registry, "known"), count(&registry, "new")), (2, 2));
+        for slot in [first, second, new, AtomicU32::new(elsewhere)] {
+            registry.ended(&slot);
+        }
+        assert_eq!(registry.counts(), vec![]);
+    }
+
     #[test]
     fn start_and_end_count_once() {
         let registry = Registry::new(10);
