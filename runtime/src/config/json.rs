@@ -456,12 +456,27 @@ fn headers(value: &Value, path: &JsonPath) -> Result<BTreeMap<String, String>, E
     Ok(headers)
 }
 
+/// The most a CA file may hold: the whole public web's roots in PEM are about 250 KB.
+const MAX_CA_FILE_BYTES: u64 = 4 << 20;
+
 /// The CA file is read with the config, so that a wrong path fails at startup, naming the key and the file,
 /// and not at the first connection. Relative paths are relative to the working directory, as KrakenD's.
+/// Only a regular file of bounded size is read: a device such as `/dev/zero` or a pipe would never end.
 fn ca_file(value: &Value, path: &JsonPath) -> Result<String, Error> {
     let file = string(value, path, "the path of a PEM file with the agent's CA certificate(s)")?;
-    let pem = std::fs::read_to_string(file)
-        .map_err(|e| config_error(path, format!("cannot read the CA file {}: {e}", quoted(file))))?;
+    let cannot_read =
+        |why: String| config_error(path, format!("cannot read the CA file {}: {why}", quoted(file)));
+    let metadata = std::fs::metadata(file).map_err(|e| cannot_read(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(cannot_read("it is not a regular file".to_owned()));
+    }
+    if metadata.len() > MAX_CA_FILE_BYTES {
+        return Err(cannot_read(format!(
+            "it holds {} bytes, more than the {MAX_CA_FILE_BYTES} a CA bundle needs",
+            metadata.len()
+        )));
+    }
+    let pem = std::fs::read_to_string(file).map_err(|e| cannot_read(e.to_string()))?;
     if !pem.contains("-----BEGIN CERTIFICATE-----") {
         return Err(config_error(
             path,

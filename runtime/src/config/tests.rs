@@ -1225,6 +1225,14 @@ fn ocagent_ca_file_is_read_with_the_config() {
         "exporters.ocagent.ca_file",
         &["cannot read the CA file \"/nonexistent/ca.pem\""],
     );
+    // A device or a directory would never end or cannot be read: refused before reading.
+    for special in ["/dev/zero", "/"] {
+        assert_block_err(
+            &format!(r#"{{"exporters": {{"ocagent": {{"ca_file": "{special}"}}}}}}"#),
+            "exporters.ocagent.ca_file",
+            &["it is not a regular file"],
+        );
+    }
     let not_pem = std::env::temp_dir().join(format!("oclayer-not-pem-{}.txt", std::process::id()));
     std::fs::write(&not_pem, "hello").unwrap();
     let block = format!(r#"{{"exporters": {{"ocagent": {{"ca_file": {}}}}}}}"#, serde_json::json!(not_pem));
