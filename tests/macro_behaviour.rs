@@ -322,6 +322,8 @@ fn assert_panicked(span: &SpanData) {
         matches!(&event.kind, TimeEventKind::Annotation { description, .. } if description == "panicked")
     });
     assert!(annotated, "{span:#?}");
+    // Stamped when added, which must be before the span ends, as for any time event.
+    assert!(span.time_events.iter().all(|event| event.time <= span.end_time), "{span:#?}");
 }
 
 #[tokio::test]

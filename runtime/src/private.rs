@@ -518,16 +518,17 @@ fn status_of(layer: Layer, end: &End<'_, '_>) -> Option<u16> {
 impl Active {
     fn record(self, end: End<'_, '_>) {
         let Active { site, start, span, request } = self;
-        let ended_at = Instant::now();
-        let latency = ended_at.duration_since(start);
         let status = status_of(site.layer, &end);
         let error =
             matches!(&end, End::Returned(o) if site.err && o.error.is_some()) || matches!(end, End::Panicked);
-        if !site.skip_measures {
-            record_measures(site, &request, &end, status, error, latency);
-        }
         if span.is_sampled() {
             annotate_end(site, &span, &end, status);
+        }
+        // Read after the end attributes: the "panicked" annotation is stamped with the clock when added, and
+        // no time event may lie after the span's end.
+        let ended_at = Instant::now();
+        if !site.skip_measures {
+            record_measures(site, &request, &end, status, error, ended_at.duration_since(start));
         }
         span.end_at(ended_at);
     }
