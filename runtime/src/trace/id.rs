@@ -120,23 +120,66 @@ impl SpanId {
 /// The ids of a new trace's root span, drawn together: one visit to the generator instead of three.
 #[inline(always)]
 pub(crate) fn new_root_ids() -> (TraceId, SpanId) {
-    let [high, low, span] = rng::next::<3>();
-    if (high | low) != 0 && span != 0 {
-        (TraceId::from_u64s(high, low), SpanId(span.to_be_bytes()))
-    } else {
-        new_root_ids_slow()
+    let seeds = IdSeeds::root();
+    (seeds.trace_id(), seeds.span_id())
+}
+
+/// Where the ids of a span started in this process come from: two states of the thread's generator, of
+/// which the ids are a pure function (wyrand's outputs are `mix(state + k * INCREMENT)`, each independent
+/// of the others). An unsampled span keeps these 16 bytes instead of its ids and turns them into ids only
+/// when someone asks (propagation, a sampled child, `Debug`): most unsampled spans are never asked, and
+/// drawing three ids is three 128-bit multiplications. Every copy derives the same ids, so clones and
+/// children agree on them.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct IdSeeds {
+    /// The trace id is outputs 1 and 2 from this state.
+    trace: u64,
+    /// The span id is output 1 from this state.
+    span: u64,
+}
+
+impl IdSeeds {
+    /// The seeds of a new trace's root span: three outputs of the thread's generator, reserved at once.
+    #[inline(always)]
+    pub(crate) fn root() -> IdSeeds {
+        let state = rng::reserve::<3>();
+        // The span id is the third output: output 1 of the state two steps on.
+        IdSeeds { trace: state, span: rng::step(state, 2) }
+    }
+
+    /// The seeds of a new span in the same trace: one more output of the thread's generator.
+    #[inline(always)]
+    pub(crate) fn child(self) -> IdSeeds {
+        IdSeeds { trace: self.trace, span: rng::reserve::<1>() }
+    }
+
+    /// The trace id's first 8 bytes as a big-endian integer, all the probability sampler reads: one
+    /// multiplication instead of two.
+    #[inline]
+    pub(crate) fn trace_high(self) -> u64 {
+        rng::output(self.trace, 1)
+    }
+
+    /// The trace id. An all-zero draw (once in 2^128) becomes ...01, so that the id is valid and every copy
+    /// of the seeds still agrees on it.
+    #[inline]
+    pub(crate) fn trace_id(self) -> TraceId {
+        let (high, low) = nonzero_pair(rng::output(self.trace, 1), rng::output(self.trace, 2));
+        TraceId::from_u64s(high, low)
+    }
+
+    /// The span id. An all-zero draw (once in 2^64) becomes ...01, deterministically as for the trace id.
+    #[inline]
+    pub(crate) fn span_id(self) -> SpanId {
+        SpanId(rng::output(self.span, 1).max(1).to_be_bytes())
     }
 }
 
-/// All-zero draws happen once in 2^64: draw again.
-#[cold]
-fn new_root_ids_slow() -> (TraceId, SpanId) {
-    loop {
-        let [high, low, span] = rng::next::<3>();
-        if (high | low) != 0 && span != 0 {
-            return (TraceId::from_u64s(high, low), SpanId(span.to_be_bytes()));
-        }
-    }
+/// `(high, low)` unless both are 0, then `(0, 1)`: the high half stays as drawn, so the probability
+/// sampler's decision (taken on the high half alone) holds for the id.
+#[inline]
+fn nonzero_pair(high: u64, low: u64) -> (u64, u64) {
+    if (high | low) == 0 { (0, 1) } else { (high, low) }
 }
 
 /// Decodes `hex` into `out`, which it must fill exactly. Only lower-case digits are accepted: W3C trace
@@ -178,22 +221,40 @@ mod rng {
     /// independently (the multiplications overlap) and the state is read and written once.
     #[inline(always)]
     pub(super) fn next<const N: usize>() -> [u64; N] {
+        draw(reserve::<N>())
+    }
+
+    /// Reserves the next `N` outputs: returns the state they are computed from ([`output`] 1 to `N`).
+    #[inline(always)]
+    pub(super) fn reserve<const N: usize>() -> u64 {
         STATE
             .try_with(|state| {
                 let mut current = state.get();
                 if current == 0 {
                     current = seed();
                 }
-                state.set(current.wrapping_add(INCREMENT.wrapping_mul(N as u64)));
-                draw(current)
+                state.set(step(current, N as u64));
+                current
             })
             // The thread is being torn down and its locals are gone: draw from a fresh seed instead.
-            .unwrap_or_else(|_| draw(seed()))
+            .unwrap_or_else(|_| seed())
+    }
+
+    /// The state `steps` outputs after `state`.
+    #[inline(always)]
+    pub(super) fn step(state: u64, steps: u64) -> u64 {
+        state.wrapping_add(INCREMENT.wrapping_mul(steps))
+    }
+
+    /// Output `k` (from 1) of `state`: what the `k`-th call to the generator from that state returns.
+    #[inline(always)]
+    pub(super) fn output(state: u64, k: u64) -> u64 {
+        mix(step(state, k))
     }
 
     #[inline]
     fn draw<const N: usize>(state: u64) -> [u64; N] {
-        std::array::from_fn(|i| mix(state.wrapping_add(INCREMENT.wrapping_mul(i as u64 + 1))))
+        std::array::from_fn(|i| output(state, i as u64 + 1))
     }
 
     #[inline]
@@ -228,6 +289,37 @@ mod tests {
         let here = SpanId::random();
         let there = std::thread::spawn(SpanId::random).join().expect("thread panicked");
         assert_ne!(here, there);
+    }
+
+    #[test]
+    fn seeds_give_the_ids_the_generator_would_have_drawn() {
+        // A root reserves three outputs and a child one, the outputs eager drawing would have used, so
+        // deferring the derivation changes no id; the next draw continues right after them.
+        let root = IdSeeds::root();
+        let child = root.child();
+        let [next] = rng::next::<1>();
+        assert_eq!(rng::output(child.span, 2), next);
+        assert_eq!(root.span, rng::step(root.trace, 2), "the root's span id is its third output");
+        assert_eq!(root.trace_high(), root.trace_id().high_u64());
+        assert_eq!(child.trace_id(), root.trace_id(), "a child stays in its parent's trace");
+        assert_ne!(child.span_id(), root.span_id());
+        let copy = root;
+        assert_eq!((copy.trace_id(), copy.span_id()), (root.trace_id(), root.span_id()), "copies agree");
+        assert!(root.trace_id().is_valid() && root.span_id().is_valid());
+    }
+
+    #[test]
+    fn all_zero_draws_become_valid_ids_deterministically() {
+        // `mix(0)` is 0, so a span state one step before 0 draws the all-zero span id.
+        let zero_state = 0u64.wrapping_sub(rng::step(0, 1));
+        assert_eq!(rng::output(zero_state, 1), 0);
+        let seeds = IdSeeds { trace: zero_state, span: zero_state };
+        assert_eq!(seeds.span_id(), SpanId([0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(seeds.trace_id().is_valid());
+        assert_eq!(seeds.trace_id().high_u64(), 0, "the high half stays as drawn");
+        assert_eq!(nonzero_pair(0, 0), (0, 1));
+        assert_eq!(nonzero_pair(0, 5), (0, 5));
+        assert_eq!(nonzero_pair(7, 0), (7, 0));
     }
 
     #[test]

@@ -48,7 +48,18 @@ impl Sampler {
     /// Decides for one span, as the global sampler would. `remote_parent_sampled` is the flag of a parent
     /// extracted from headers, `None` for a root.
     pub fn should_sample(&self, trace_id: &TraceId, remote_parent_sampled: Option<bool>) -> bool {
-        decide(encode(*self), trace_id, remote_parent_sampled)
+        decide(encode(*self), || trace_id.high_u64(), remote_parent_sampled)
+    }
+
+    /// [`Sampler::should_sample`] given how to get the trace id's high half ([`TraceId::high_u64`]), which
+    /// only the probability sampler reads: a span whose ids are not drawn yet derives only that.
+    #[inline]
+    pub(crate) fn should_sample_high(
+        &self,
+        trace_high: impl FnOnce() -> u64,
+        remote_parent_sampled: Option<bool>,
+    ) -> bool {
+        decide(encode(*self), trace_high, remote_parent_sampled)
     }
 }
 
@@ -110,19 +121,23 @@ pub fn sampler() -> Sampler {
     *AS_SET.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The global sampler's decision for a new trace or a child of a remote parent.
+/// The global sampler's decision for a new trace or a child of a remote parent. `trace_high` gives the
+/// trace id's high half ([`TraceId::high_u64`]); it is called only by the probability sampler.
 #[inline]
-pub(crate) fn sample_with_global(trace_id: &TraceId, remote_parent_sampled: Option<bool>) -> bool {
-    decide(ACTIVE.load(Ordering::Relaxed), trace_id, remote_parent_sampled)
+pub(crate) fn sample_with_global(
+    trace_high: impl FnOnce() -> u64,
+    remote_parent_sampled: Option<bool>,
+) -> bool {
+    decide(ACTIVE.load(Ordering::Relaxed), trace_high, remote_parent_sampled)
 }
 
 #[inline]
-fn decide(encoded: u64, trace_id: &TraceId, remote_parent_sampled: Option<bool>) -> bool {
+fn decide(encoded: u64, trace_high: impl FnOnce() -> u64, remote_parent_sampled: Option<bool>) -> bool {
     let param = encoded & PARAM_MASK;
     match encoded >> KIND_SHIFT {
         KIND_OFF => false,
         KIND_ON => true,
-        KIND_PROBABILITY => remote_parent_sampled == Some(true) || (trace_id.high_u64() >> 3) < param,
+        KIND_PROBABILITY => remote_parent_sampled == Some(true) || (trace_high() >> 3) < param,
         KIND_RATE => remote_parent_sampled == Some(true) || RATE_LIMITER.admit(monotonic_nanos(), param),
         _ => remote_parent_sampled == Some(true),
     }

@@ -1,7 +1,8 @@
 //! The live span: what a handler records into while it runs.
 //!
-//! A [`Span`] is a cheap handle. For an unsampled span it is just the [`SpanContext`] (ids for propagation,
-//! `sampled = false`) and every recording method returns at once: starting and ending one allocates
+//! A [`Span`] is a cheap handle. For an unsampled span it is just what its ids come from (for a span of a
+//! trace started here, two generator states the ids are derived from when asked; else the
+//! [`SpanContext`]) and every recording method returns at once: starting and ending one allocates
 //! nothing, takes no lock and reads no clock. A sampled span shares one heap allocation among its handles;
 //! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
 //! turns it into [`SpanData`] for the exporters.
@@ -27,11 +28,12 @@ use smallvec::SmallVec;
 
 use crate::clock::{Instant, WallClock};
 
+use super::id::IdSeeds;
 use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
 use super::spin::{SpinGuard, SpinLock};
 use super::{
     AttributeValue, Attributes, Link, MessageEventKind, Sampler, SpanContext, SpanData, SpanId, SpanKind,
-    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, running, sampler,
+    Status, StatusCode, TimeEvent, TimeEventKind, TraceState, context, pipeline, running, sampler,
 };
 
 /// A handle to a span that is running. Cloning it is cheap and every clone refers to the same span.
@@ -44,7 +46,11 @@ pub struct Span {
 
 #[derive(Clone)]
 enum Repr {
-    /// Not recorded: only the context travels, so children and outgoing requests stay in the trace.
+    /// Not recorded, in a trace started in this process: the ids are derived from these seeds when asked,
+    /// so a span nobody asks about never computes them. Children and outgoing requests stay in the trace.
+    Derived(IdSeeds),
+    /// Not recorded, ids given (a remote parent's trace, a tracestate, or [`Span::NONE`]): only the context
+    /// travels, so children and outgoing requests stay in the trace.
     Unsampled(SpanContext),
     Sampled(Arc<SpanInner>),
 }
@@ -103,14 +109,10 @@ impl Span {
     /// The ids, sampled flag and tracestate: what propagation sends downstream.
     #[inline]
     pub fn span_context(&self) -> SpanContext {
-        self.context().clone()
-    }
-
-    #[inline]
-    fn context(&self) -> &SpanContext {
         match &self.repr {
-            Repr::Unsampled(context) => context,
-            Repr::Sampled(inner) => &inner.context,
+            Repr::Derived(seeds) => derived_context(*seeds, false),
+            Repr::Unsampled(context) => context.clone(),
+            Repr::Sampled(inner) => inner.context.clone(),
         }
     }
 
@@ -123,7 +125,12 @@ impl Span {
     /// Whether this is a real span (valid ids), not [`Span::NONE`].
     #[inline]
     pub fn is_valid(&self) -> bool {
-        self.context().is_valid()
+        match &self.repr {
+            // Derived ids are valid by construction.
+            Repr::Derived(_) => true,
+            Repr::Unsampled(context) => context.is_valid(),
+            Repr::Sampled(inner) => inner.context.is_valid(),
+        }
     }
 
     /// Sets an attribute; a key set twice keeps the last value. Beyond
@@ -296,7 +303,7 @@ impl Drop for Span {
 
 impl fmt::Debug for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let context = self.context();
+        let context = self.span_context();
         f.debug_struct("Span")
             .field("trace_id", &context.trace_id)
             .field("span_id", &context.span_id)
@@ -569,21 +576,39 @@ pub fn start_span(name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
     SpanBuilder::new(name).kind(kind).start()
 }
 
-/// What a child takes from a parent span of this process: its context, `None` for no (valid) parent.
-struct LocalParent(Option<SpanContext>);
+/// What a child takes from a parent span of this process.
+enum LocalParent {
+    /// No (valid) parent: the child is a root.
+    None,
+    /// An unsampled parent whose ids are derived: the child derives its own from the same trace seed.
+    Derived(IdSeeds),
+    Context(SpanContext),
+}
 
 impl LocalParent {
     /// Copies the context out of `parent` and counts the child being started on it.
     #[inline(always)]
     fn of(parent: &Span) -> LocalParent {
         match &parent.repr {
-            Repr::Unsampled(context) if context.is_valid() => LocalParent(Some(context.clone())),
-            Repr::Unsampled(_) => LocalParent(None),
+            Repr::Derived(seeds) => LocalParent::Derived(*seeds),
+            Repr::Unsampled(context) if context.is_valid() => LocalParent::Context(context.clone()),
+            Repr::Unsampled(_) => LocalParent::None,
             Repr::Sampled(inner) => {
                 inner.child_span_count.fetch_add(1, Ordering::Relaxed);
-                LocalParent(Some(inner.context.clone()))
+                LocalParent::Context(inner.context.clone())
             }
         }
+    }
+}
+
+/// The context of a span whose ids are derived from `seeds`.
+#[inline]
+fn derived_context(seeds: IdSeeds, sampled: bool) -> SpanContext {
+    SpanContext {
+        trace_id: seeds.trace_id(),
+        span_id: seeds.span_id(),
+        sampled,
+        tracestate: TraceState::EMPTY,
     }
 }
 
@@ -596,27 +621,32 @@ struct Start {
 }
 
 impl Start {
+    /// The sampling decision; `trace_high` (the trace id's high half) is asked for only by the probability
+    /// sampler.
     #[inline(always)]
-    fn decide(&self, trace_id: &TraceId, parent_sampled: Option<bool>) -> bool {
+    fn decide(&self, trace_high: impl FnOnce() -> u64, parent_sampled: Option<bool>) -> bool {
         match &self.sampler {
-            Some(sampler) => sampler.should_sample(trace_id, parent_sampled),
-            None => sampler::sample_with_global(trace_id, parent_sampled),
+            Some(sampler) => sampler.should_sample_high(trace_high, parent_sampled),
+            None => sampler::sample_with_global(trace_high, parent_sampled),
         }
     }
 
+    /// A new trace: its ids stay seeds unless the span is sampled.
     #[inline(always)]
     fn root(self) -> Span {
-        let (trace_id, span_id) = super::id::new_root_ids();
-        let sampled = self.decide(&trace_id, None);
-        let context = SpanContext { trace_id, span_id, sampled, tracestate: TraceState::EMPTY };
-        self.into_span(context, None, None)
+        let seeds = IdSeeds::root();
+        if self.decide(|| seeds.trace_high(), None) {
+            self.into_sampled(derived_context(seeds, true), None, None)
+        } else {
+            Span { repr: Repr::Derived(seeds) }
+        }
     }
 
     fn child_of_remote(self, parent: SpanContext) -> Span {
         if !parent.is_valid() {
             return self.root();
         }
-        let sampled = self.decide(&parent.trace_id, Some(parent.sampled));
+        let sampled = self.decide(|| parent.trace_id.high_u64(), Some(parent.sampled));
         let context = SpanContext {
             trace_id: parent.trace_id,
             span_id: SpanId::random(),
@@ -628,7 +658,11 @@ impl Start {
 
     #[inline(always)]
     fn child_of(self, parent: LocalParent) -> Span {
-        let LocalParent(Some(parent)) = parent else { return self.root() };
+        let parent = match parent {
+            LocalParent::None => return self.root(),
+            LocalParent::Derived(parent) => return self.child_of_derived(parent),
+            LocalParent::Context(parent) => parent,
+        };
         let sampled = match &self.sampler {
             Some(sampler) => sampler.should_sample(&parent.trace_id, Some(parent.sampled)),
             None => parent.sampled,
@@ -636,6 +670,22 @@ impl Start {
         let parent_span_id = parent.span_id;
         let context = SpanContext { span_id: SpanId::random(), sampled, ..parent };
         self.into_span(context, Some(parent_span_id), Some(true))
+    }
+
+    /// A child of an unsampled span whose ids are derived: it derives its own from the same trace, and is
+    /// unsampled too unless its own sampler says otherwise.
+    #[inline(always)]
+    fn child_of_derived(self, parent: IdSeeds) -> Span {
+        let seeds = parent.child();
+        let sampled = match &self.sampler {
+            Some(sampler) => sampler.should_sample_high(|| seeds.trace_high(), Some(false)),
+            None => false,
+        };
+        if sampled {
+            self.into_sampled(derived_context(seeds, true), Some(parent.span_id()), Some(true))
+        } else {
+            Span { repr: Repr::Derived(seeds) }
+        }
     }
 
     #[inline(always)]
@@ -775,7 +825,7 @@ impl Span {
     pub(crate) fn take_data_for_test(&self) -> Option<SpanData> {
         match &self.repr {
             Repr::Sampled(inner) => Some(inner.take_span_data(&WallClock::now())),
-            Repr::Unsampled(_) => None,
+            Repr::Derived(_) | Repr::Unsampled(_) => None,
         }
     }
 
@@ -796,6 +846,7 @@ pub(crate) fn ended_for_test(name: &'static str) -> Arc<SpanInner> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::TraceId;
     use super::*;
 
     #[test]

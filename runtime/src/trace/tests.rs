@@ -225,8 +225,41 @@ fn local_child_follows_its_parent() {
 #[test]
 fn per_span_sampler_overrides_a_local_parent() {
     let unsampled = SpanBuilder::new("p").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
+    let parent = unsampled.span_context();
     let forced = sampled("forced").parent(Parent::Local(unsampled)).start();
     assert!(forced.is_sampled());
+    forced.end();
+    let data = exported(&forced);
+    assert_eq!(data.context.trace_id, parent.trace_id, "in the unsampled parent's trace");
+    assert_eq!(data.parent_span_id, Some(parent.span_id));
+    assert_ne!(data.context.span_id, parent.span_id);
+}
+
+#[test]
+fn an_unsampled_span_has_the_same_valid_ids_wherever_they_are_read() {
+    // Its ids are derived when asked: every read, clone and child must agree on them.
+    let root = SpanBuilder::new("root").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
+    let context = root.span_context();
+    assert!(context.is_valid() && !context.sampled && root.is_valid());
+    assert_eq!(root.clone().span_context(), context);
+    assert_eq!(root.span_context(), context, "read twice");
+    let debug = format!("{root:?}");
+    assert!(debug.contains(&context.trace_id.to_string()) && debug.contains(&context.span_id.to_string()));
+
+    let child = SpanBuilder::new("child").parent(Parent::Local(root.clone())).start();
+    let grandchild = {
+        let _entered = child.enter();
+        assert_eq!(current_span().span_context(), child.span_context());
+        SpanBuilder::new("grandchild").start()
+    };
+    let (c, g) = (child.span_context(), grandchild.span_context());
+    assert_eq!((c.trace_id, g.trace_id), (context.trace_id, context.trace_id));
+    assert!(c.span_id != context.span_id && g.span_id != c.span_id && g.span_id != context.span_id);
+    assert!(c.is_valid() && g.is_valid() && !c.sampled && !g.sampled);
+
+    // Another root starts another trace.
+    let other = SpanBuilder::new("other").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
+    assert_ne!(other.span_context().trace_id, context.trace_id);
 }
 
 #[test]
