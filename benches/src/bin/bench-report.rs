@@ -38,6 +38,9 @@ enum Who {
     /// Another oclayer row, shown without ratios.
     OclayerOther,
     Peer,
+    /// A peer row compared with the named oclayer row instead of the primary one (a flooded peer beside
+    /// oclayer's flooded case).
+    PeerOf(&'static str),
     /// An uninstrumented baseline.
     Baseline,
 }
@@ -75,7 +78,7 @@ const fn row(id: &'static str, label: &'static str, who: Who) -> Row {
 
 /// The tables, one per scenario of issue 10, in BENCHMARKS.md's order.
 fn tables() -> Vec<Table> {
-    use Who::{Baseline, Oclayer, OclayerOther, Peer};
+    use Who::{Baseline, Oclayer, OclayerOther, Peer, PeerOf};
     vec![
         Table {
             name: "disabled",
@@ -168,18 +171,38 @@ fn tables() -> Vec<Table> {
             rows: vec![
                 row(
                     "trace_cpu/sampled_two_attributes",
-                    "oclayer: sampled root, 2 attributes, queued",
+                    "oclayer: sampled root, 2 attributes, queued (pipeline keeps up)",
                     Oclayer,
                 ),
                 row(
                     "trace_cpu/peer/fastrace_sampled_two_attributes",
-                    "fastrace: root, 2 properties, reported",
+                    "fastrace: root, 2 properties, reported (collector keeps up)",
                     Peer,
                 ),
                 row(
                     "trace_cpu/peer/opentelemetry_sdk_sampled_two_attributes",
-                    "opentelemetry_sdk: span, 2 attributes, batch processor",
+                    "opentelemetry_sdk: span, 2 attributes, batch processor (keeps up)",
                     Peer,
+                ),
+                row(
+                    "trace_cpu/sampled_no_pipeline",
+                    "oclayer: the same span, no pipeline installed",
+                    OclayerOther,
+                ),
+                row(
+                    "trace_cpu/sampled_flooded",
+                    "oclayer: the same span flat out, the queue full (overload, drops)",
+                    OclayerOther,
+                ),
+                row(
+                    "trace_cpu/peer/fastrace_sampled_flooded",
+                    "fastrace: the same flat out (overload)",
+                    PeerOf("trace_cpu/sampled_flooded"),
+                ),
+                row(
+                    "trace_cpu/peer/opentelemetry_sdk_sampled_flooded",
+                    "opentelemetry_sdk: the same flat out (overload)",
+                    PeerOf("trace_cpu/sampled_flooded"),
                 ),
                 row(
                     "trace_cpu/peer/tracing_registry_two_attributes",
@@ -479,6 +502,7 @@ fn render(table: &Table, results: &HashMap<String, Estimate>) -> String {
         let spread = format!("± {}", time(estimate.mad));
         let versus = match (row.who, primary) {
             (Who::Peer, Some(primary)) => ratio(primary.median / estimate.median),
+            (Who::PeerOf(of), _) => get(of).map_or_else(String::new, |of| ratio(of.median / estimate.median)),
             _ => String::new(),
         };
         let label = if row.who == Who::Oclayer { format!("**{}**", row.label) } else { row.label.to_owned() };

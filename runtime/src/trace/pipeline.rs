@@ -368,4 +368,39 @@ mod tests {
         }
         assert!(!wake_pending(&by_age));
     }
+
+    #[test]
+    fn span_allocations_are_reused_from_the_threads_own_pool_which_moves_in_chunks() {
+        // A thread of its own: the pool is per thread (other tests' spans may still pass through the shared
+        // pool, so counts are checked relative to what this thread's pool held).
+        std::thread::spawn(|| {
+            let first = span::ended_for_test("pool-first");
+            let address = Arc::as_ptr(&first);
+            drop(first.take_span_data(&WallClock::now()));
+            let held = span::pooled_here_for_test();
+            span::recycle(first);
+            assert_eq!(span::pooled_here_for_test(), held + 1);
+            let second = span::ended_for_test("pool-second");
+            assert_eq!(Arc::as_ptr(&second), address, "the next sampled span reuses it");
+            assert_eq!(span::pooled_here_for_test(), held);
+
+            let spans: Vec<_> = (0..=span::CHUNK).map(|_| span::ended_for_test("pool-many")).collect();
+            let mut handed_over = 0;
+            for span in spans {
+                drop(span.take_span_data(&WallClock::now()));
+                let before = span::pooled_here_for_test();
+                span::recycle(span);
+                let after = span::pooled_here_for_test();
+                if before == span::CHUNK {
+                    assert_eq!(after, 1, "a full pool hands its chunk over and starts a new one");
+                    handed_over += 1;
+                } else {
+                    assert_eq!(after, before + 1);
+                }
+            }
+            assert!(handed_over >= 1, "{} spans recycled into a pool of {}", span::CHUNK + 1, span::CHUNK);
+        })
+        .join()
+        .expect("the pool test's thread");
+    }
 }

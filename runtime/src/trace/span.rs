@@ -18,6 +18,7 @@
 //! does nothing.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -712,11 +713,7 @@ impl Start {
     ) -> Span {
         let running = running::started(&self.name);
         let start = self.at.unwrap_or_else(Instant::now);
-        // `is_empty` first: an empty `pop` ends in a full fence, which would tax every span of a process
-        // that does not export (nothing is recycled there).
-        if !RECYCLED.is_empty()
-            && let Some(mut reused) = RECYCLED.pop()
-        {
+        if let Some(mut reused) = pooled() {
             let fields = Fields { context, parent_span_id, same_process_as_parent_span, start, running };
             self.reuse(reused.get_mut(), fields);
             return Span { repr: Repr::Sampled(reused.0) };
@@ -765,13 +762,54 @@ impl Start {
     }
 }
 
-/// How many emptied span allocations wait for reuse: about one export batch's worth.
-const RECYCLED_CAPACITY: usize = 512;
+/// Span allocations move between threads in chunks of this many: a thread keeps up to a chunk for its next
+/// sampled spans, and the batcher hands emptied ones back a chunk at a time, so the pool costs a span no
+/// atomic read-modify-write (a shared queue of single spans cost a compare-exchange on each side, on lines
+/// that bounced between the request thread and the batcher). Small, because an idle thread keeps its chunk
+/// (about 20 KiB) until it exits.
+pub(super) const CHUNK: usize = 32;
 
-/// Span allocations the batcher has emptied, for new sampled spans to reuse. Spans are allocated on the
-/// request threads and freed on the pipeline's thread, which makes every allocation a trip to the
-/// allocator's shared arena with memory that is cold in this core's cache; reuse makes it a queue pop.
-static RECYCLED: LazyLock<ArrayQueue<Unique>> = LazyLock::new(|| ArrayQueue::new(RECYCLED_CAPACITY));
+/// How many chunks wait in the shared pool: with [`CHUNK`], 512 spans, about one export batch's worth.
+const SHARED_CHUNKS: usize = 16;
+
+/// Chunks of span allocations the batcher has emptied, for request threads to reuse. Spans are allocated on
+/// the request threads and freed on the pipeline's thread, which makes every allocation a trip to the
+/// allocator's shared arena with memory that is cold in this core's cache; reuse makes it a pop from the
+/// thread's own pool.
+static SHARED: LazyLock<ArrayQueue<Vec<Unique>>> = LazyLock::new(|| ArrayQueue::new(SHARED_CHUNKS));
+
+thread_local! {
+    /// This thread's span allocations, at most [`CHUNK`]: taken by `into_sampled`, filled by [`recycle`]
+    /// on this thread (the batcher's, or a request thread dropping the oldest span of a full queue). A
+    /// const initialiser with no lazy state, so that reaching it is a plain thread-local access.
+    static LOCAL: RefCell<Vec<Unique>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A span allocation from this thread's pool, which takes a chunk from the shared pool when it is empty.
+/// `None` when both are empty (the caller allocates).
+#[inline]
+fn pooled() -> Option<Unique> {
+    LOCAL
+        .try_with(|local| {
+            // Busy only if a span started inside this function (it does not); then allocate.
+            let mut local = local.try_borrow_mut().ok()?;
+            if let Some(span) = local.pop() {
+                return Some(span);
+            }
+            // `is_empty` first: an empty `pop` ends in a full fence, which would tax every span of a
+            // process that does not export (nothing is recycled there).
+            if SHARED.is_empty() {
+                return None;
+            }
+            let mut chunk = SHARED.pop()?;
+            let span = chunk.pop();
+            // The chunk's buffer becomes this thread's pool; the empty one it replaces is freed.
+            *local = chunk;
+            span
+        })
+        .ok()
+        .flatten()
+}
 
 /// A span allocation nothing else refers to: the pool's entries. Its `get_mut` is `Arc::get_mut` without
 /// the check, which is an atomic compare-exchange on the weak count (a fifth of the atomics of a sampled
@@ -797,11 +835,31 @@ impl Unique {
 
 /// Keeps an exported span's allocation for reuse, if nothing else holds it and there is room; else it is
 /// freed. Call it after [`SpanInner::take_span_data`], which leaves the recording empty.
+///
+/// It goes into this thread's pool; a full pool first hands its chunk to the shared one (or frees it,
+/// when the shared pool is full too).
 pub(crate) fn recycle(span: Arc<SpanInner>) {
     // A span still referenced by a handle is freed when the last handle goes, as usual.
     let Some(mut span) = Unique::new(span) else { return };
     clear(span.get_mut());
-    let _ = RECYCLED.push(span);
+    // Freed outside the pool's borrow. Dropping pooled spans exports nothing: they read as ended.
+    let _rejected = LOCAL.try_with(|local| {
+        // Busy only if dropping a span recycled one (it does not: dropping never recycles); then free.
+        let mut local = local.try_borrow_mut().ok()?;
+        let mut rejected = None;
+        if local.len() >= CHUNK {
+            let full = std::mem::replace(&mut *local, Vec::with_capacity(CHUNK));
+            rejected = SHARED.push(full).err();
+        }
+        local.push(span);
+        rejected
+    });
+}
+
+/// How many allocations this thread's pool holds.
+#[cfg(test)]
+pub(crate) fn pooled_here_for_test() -> usize {
+    LOCAL.with(|local| local.borrow().len())
 }
 
 /// Puts back a new span's state in what `into_sampled` does not overwrite when it reuses an allocation.
