@@ -2,8 +2,10 @@
 //!
 //! Each span name gets a slot: a counter in a fixed table, found through a sharded name → slot map. A
 //! sampled span looks its slot up when it starts (a read lock on one shard and a hash lookup; a lock and an
-//! allocation only the first time a name is seen), increments it, and keeps the slot in its shared state,
-//! so ending is one atomic swap and one decrement, and a rename moves the count to the new name's slot.
+//! allocation only the first time a name is seen), increments it, and keeps the slot in its shared state
+//! (a [`SlotHolder`]: the span keeps it in the same atomic word as its end time, so that the one atomic
+//! operation that ends it also takes the slot), so ending is one decrement, and a rename moves the count to
+//! the new name's slot.
 //! Unsampled spans never come here.
 //!
 //! Starts and ends count into a table of the thread's own (registered with the registry, summed by the
@@ -153,7 +155,28 @@ pub fn running_spans() -> Vec<(String, u64)> {
     RUNNING.counts()
 }
 
-/// Counts a sampled span named `name` as running; returns the slot the span keeps for [`ended`].
+/// Where a running span keeps the slot it counts under, and gives it up when it ends.
+pub(crate) trait SlotHolder {
+    /// The slot the span counts under; [`NO_SLOT`] once it has ended.
+    fn slot(&self) -> u32;
+
+    /// Moves the span from slot `old` to slot `new`; false (and no change) if it no longer holds `old`
+    /// because it ended meanwhile.
+    fn exchange(&self, old: u32, new: u32) -> bool;
+}
+
+/// A slot alone in an atomic, as the tests keep it.
+impl SlotHolder for AtomicU32 {
+    fn slot(&self) -> u32 {
+        self.load(Ordering::Acquire)
+    }
+
+    fn exchange(&self, old: u32, new: u32) -> bool {
+        self.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// Counts a sampled span named `name` as running; returns the slot the span keeps for [`ended_slot`].
 // A `Cow`, not a `&str`: whether the name is a static borrow is what the cache needs.
 #[allow(clippy::ptr_arg)]
 #[inline]
@@ -168,19 +191,25 @@ pub(crate) fn started(name: &Cow<'static, str>) -> u32 {
 // A `Cow`, not a `&str`: whether the name is a static borrow is what the cache needs.
 #[allow(clippy::ptr_arg)]
 #[inline]
-pub(crate) fn renamed(slot: &AtomicU32, name: &Cow<'static, str>) {
-    if slot.load(Ordering::Acquire) != NO_SLOT {
-        RUNNING.moved(slot, global_slot(name));
+pub(crate) fn renamed(held: &impl SlotHolder, name: &Cow<'static, str>) {
+    if held.slot() != NO_SLOT {
+        RUNNING.moved(held, global_slot(name));
+    }
+}
+
+/// Stops counting a span that held `slot` and has just given it up (the holder now reads [`NO_SLOT`]):
+/// exactly once per span, by whoever took the slot out.
+#[inline]
+pub(crate) fn ended_slot(slot: u32) {
+    if slot != NO_SLOT {
+        count_here(slot, -1);
     }
 }
 
 /// Stops counting the span that holds `slot`; later calls do nothing.
-#[inline]
+#[cfg(test)]
 pub(crate) fn ended(slot: &AtomicU32) {
-    let slot = slot.swap(NO_SLOT, Ordering::AcqRel);
-    if slot != NO_SLOT {
-        count_here(slot, -1);
-    }
+    ended_slot(slot.swap(NO_SLOT, Ordering::AcqRel));
 }
 
 /// Names to slots, and a counter per slot.
@@ -266,25 +295,27 @@ impl Registry {
     /// By name, without the static-name cache: for tests of one registry.
     #[cfg(test)]
     pub(crate) fn renamed(&self, held: &AtomicU32, name: &str) {
-        if held.load(Ordering::Acquire) != NO_SLOT {
+        if held.slot() != NO_SLOT {
             self.moved(held, self.slot(name));
         }
     }
 
-    /// Moves the count of the span holding `held` to slot `new`, unless it has ended.
-    fn moved(&self, held: &AtomicU32, new: u32) {
-        let old = held.load(Ordering::Acquire);
+    /// Moves the count of the span holding `held` to slot `new`, unless it has ended. Renames of one span
+    /// must not run at once (the span's record lock orders them); an end may race with it.
+    fn moved(&self, held: &impl SlotHolder, new: u32) {
+        let old = held.slot();
         if old == NO_SLOT || new == old {
             return;
         }
-        // Counted under the new name before the span holds it, so that an `ended` racing with the swap
+        // Counted under the new name before the span holds it, so that an end racing with the exchange
         // below never decrements a count it was not added to.
         self.counter(new).fetch_add(1, Ordering::Relaxed);
-        match held.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => self.counter(old).fetch_sub(1, Ordering::Relaxed),
-            // The span ended meanwhile and `ended` took `old`: take back the count just added.
-            Err(_) => self.counter(new).fetch_sub(1, Ordering::Relaxed),
-        };
+        if held.exchange(old, new) {
+            self.counter(old).fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // The span ended meanwhile and its end took `old`: take back the count just added.
+            self.counter(new).fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Stops counting the span holding `held`, in the shared table; later calls do nothing.
@@ -483,6 +514,24 @@ mod tests {
         span.update_name("running-rename-late");
         assert_eq!(running("running-rename-to"), 0);
         assert_eq!(running("running-rename-late"), 0, "an ended span is not renamed");
+    }
+
+    #[test]
+    fn renames_racing_ends_on_other_threads_leave_no_count() {
+        // The end takes the slot out of the same word a rename moves it in: whichever wins, the span is
+        // counted once and uncounted once, under one of the two names.
+        for _ in 0..200 {
+            let span = sampled("running-race-from");
+            let renamer = span.clone();
+            let rename = std::thread::spawn(move || renamer.update_name("running-race-to"));
+            let ender = span.clone();
+            let end = std::thread::spawn(move || ender.end());
+            rename.join().expect("rename thread panicked");
+            end.join().expect("end thread panicked");
+            assert!(span.is_ended_for_test());
+        }
+        assert_eq!(running("running-race-from"), 0);
+        assert_eq!(running("running-race-to"), 0);
     }
 
     #[test]

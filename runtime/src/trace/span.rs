@@ -63,12 +63,50 @@ pub(crate) struct SpanInner {
     kind: SpanKind,
     same_process_as_parent_span: Option<bool>,
     start: Instant,
-    /// 0 while the span runs, then 1 + its duration in nanoseconds. An atomic, so ending takes no lock.
+    /// While the span runs, [`RUNNING`] | the slot counting it among the running spans of its name
+    /// ([`running::NO_SLOT`] if none); once ended, 1 + its duration in nanoseconds (below [`RUNNING`]). One
+    /// atomic word, so that the compare-exchange that ends the span (once, whoever wins) also takes the
+    /// slot out, and ending takes no lock.
     end: AtomicU64,
     child_span_count: AtomicU32,
-    /// The slot counting this span among the running spans of its name; [`running::NO_SLOT`] once ended.
-    running: AtomicU32,
     record: SpinLock<Record>,
+}
+
+/// The bit of [`SpanInner::end`] set while the span runs.
+const RUNNING: u64 = 1 << 63;
+
+/// [`SpanInner::end`] of a running span counted in `slot`.
+#[inline]
+fn running_state(slot: u32) -> u64 {
+    RUNNING | u64::from(slot)
+}
+
+/// [`SpanInner::end`] of a span that ran for `nanos` (the longest it can record is 2^63 - 2 ns, 292 years).
+#[inline]
+fn ended_state(nanos: u64) -> u64 {
+    nanos.min(RUNNING - 2) + 1
+}
+
+/// The running-count slot of a running span's [`SpanInner::end`].
+#[inline]
+fn slot_of(state: u64) -> u32 {
+    // The low 32 bits hold the slot, by `running_state`.
+    state as u32
+}
+
+/// A span's slot as [`running`] sees it: kept in the end word.
+struct RunningSlot<'a>(&'a AtomicU64);
+
+impl running::SlotHolder for RunningSlot<'_> {
+    fn slot(&self) -> u32 {
+        let state = self.0.load(Ordering::Acquire);
+        if state & RUNNING != 0 { slot_of(state) } else { running::NO_SLOT }
+    }
+
+    fn exchange(&self, old: u32, new: u32) -> bool {
+        let (old, new) = (running_state(old), running_state(new));
+        self.0.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
 }
 
 type Attribute = (Cow<'static, str>, AttributeValue);
@@ -143,6 +181,22 @@ impl Span {
         if let Repr::Sampled(inner) = &self.repr {
             // Converted before locking: conversions are user code, which must not run under the lock.
             inner.set_attribute(key.into(), value.into());
+        }
+    }
+
+    /// Sets several attributes at once, each as [`Span::set_attribute`] would (the last value of a key wins,
+    /// the same limits and cut), under one lock instead of one per attribute: for the layers, which set a
+    /// handful together. Does nothing when the span is not sampled or has ended.
+    ///
+    /// The iterator is advanced while the span's recording is locked, so it must not record into this span
+    /// (the lock would spin forever) and should run no user code: pass values already converted, e.g. an
+    /// array, with optional ones as `Option`s flattened.
+    // Not used inside this crate's own modules yet: the layers (`private.rs`) are its caller.
+    #[cfg_attr(not(test), allow(dead_code))]
+    #[inline]
+    pub(crate) fn set_attributes(&self, attributes: impl IntoIterator<Item = Attribute>) {
+        if let Repr::Sampled(inner) = &self.repr {
+            inner.set_attributes(attributes.into_iter());
         }
     }
 
@@ -358,7 +412,7 @@ fn insert_attribute<const N: usize>(
 impl SpanInner {
     #[inline]
     fn is_ended(&self) -> bool {
-        self.end.load(Ordering::Acquire) != 0
+        self.end.load(Ordering::Acquire) & RUNNING == 0
     }
 
     /// The recording, locked, unless the span has ended.
@@ -371,7 +425,7 @@ impl SpanInner {
     fn update_name(&self, name: Cow<'static, str>) {
         if let Some(mut record) = self.recording() {
             // Under the record lock, so that the running count follows the name the span ends with.
-            running::renamed(&self.running, &name);
+            running::renamed(&RunningSlot(&self.end), &name);
             record.name = name;
         }
     }
@@ -381,6 +435,16 @@ impl SpanInner {
         if let Some(mut record) = self.recording() {
             let record = &mut *record;
             insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
+        }
+    }
+
+    #[inline(never)]
+    fn set_attributes(&self, attributes: impl Iterator<Item = Attribute>) {
+        if let Some(mut record) = self.recording() {
+            let record = &mut *record;
+            for (key, value) in attributes {
+                insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
+            }
         }
     }
 
@@ -413,15 +477,21 @@ impl SpanInner {
 
     /// Stamps the end time `at`; true for the one caller that ended the span.
     fn finish(&self, at: Instant) -> bool {
-        if self.is_ended() {
-            return false;
+        let mut state = self.end.load(Ordering::Acquire);
+        let ended = ended_state(at.nanos_since(self.start));
+        loop {
+            if state & RUNNING == 0 {
+                return false;
+            }
+            // Fails only if another end won (seen on the next turn) or a rename moved the slot meanwhile.
+            match self.end.compare_exchange(state, ended, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    running::ended_slot(slot_of(state));
+                    return true;
+                }
+                Err(now) => state = now,
+            }
         }
-        let nanos = at.nanos_since(self.start).min(u64::MAX - 1) + 1;
-        let ended = self.end.compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Relaxed).is_ok();
-        if ended {
-            running::ended(&self.running);
-        }
-        ended
     }
 
     /// The finished span for exporters, its instants turned into wall-clock times by `clock`. Takes the
@@ -459,11 +529,11 @@ impl Drop for SpanInner {
     fn drop(&mut self) {
         // Reached unended only when the last two handles were dropped at once (see `Span`'s drop). The
         // allocation is going away, so move its contents into a new one for the pipeline.
-        if *self.end.get_mut() != 0 {
+        let state = *self.end.get_mut();
+        if state & RUNNING == 0 {
             return;
         }
-        let nanos = Instant::now().nanos_since(self.start).min(u64::MAX - 1) + 1;
-        running::ended(&self.running);
+        running::ended_slot(slot_of(state));
         let record = std::mem::take(self.record.get_mut());
         pipeline::submit(Arc::new(SpanInner {
             context: std::mem::take(&mut self.context),
@@ -471,9 +541,8 @@ impl Drop for SpanInner {
             kind: self.kind,
             same_process_as_parent_span: self.same_process_as_parent_span,
             start: self.start,
-            end: AtomicU64::new(nanos),
+            end: AtomicU64::new(ended_state(Instant::now().nanos_since(self.start))),
             child_span_count: AtomicU32::new(*self.child_span_count.get_mut()),
-            running: AtomicU32::new(running::NO_SLOT),
             record: SpinLock::new(record),
         }));
     }
@@ -728,9 +797,8 @@ impl Start {
             kind: self.kind,
             same_process_as_parent_span,
             start,
-            end: AtomicU64::new(0),
+            end: AtomicU64::new(running_state(running)),
             child_span_count: AtomicU32::new(0),
-            running: AtomicU32::new(running),
             record: SpinLock::new(Record { name: self.name, ..Record::default() }),
         });
         // SAFETY: initialised just above.
@@ -756,8 +824,7 @@ impl Start {
         inner.kind = self.kind;
         inner.same_process_as_parent_span = fields.same_process_as_parent_span;
         inner.start = fields.start;
-        *inner.end.get_mut() = 0;
-        *inner.running.get_mut() = fields.running;
+        *inner.end.get_mut() = running_state(fields.running);
         inner.record.get_mut().name = self.name;
     }
 }
