@@ -403,4 +403,76 @@ mod tests {
         .join()
         .expect("the pool test's thread");
     }
+
+    #[test]
+    fn a_reused_allocation_carries_nothing_of_the_span_before_it() {
+        use crate::trace::limits::{MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
+        use crate::trace::{
+            Attributes, Link, LinkKind, MessageEventKind, Parent, Sampler, SpanBuilder, SpanId, Status,
+            StatusCode, TraceId, TraceState,
+        };
+
+        // On a thread of its own, so that the next span takes the allocation just recycled (a thread's pool
+        // hands out the last one in).
+        std::thread::spawn(|| {
+            let used = SpanBuilder::new("reuse-before")
+                .parent(Parent::Remote(crate::trace::SpanContext {
+                    trace_id: TraceId::random(),
+                    span_id: SpanId::random(),
+                    sampled: true,
+                    tracestate: TraceState::from_entries(vec![("vendor".into(), "x".into())]),
+                }))
+                .sampler(Sampler::AlwaysOn)
+                .start();
+            let _child = SpanBuilder::new("child").parent(Parent::Local(used.clone())).start();
+            // Every limit overrun, so that every dropped count is set.
+            for i in 0..=MAX_ATTRIBUTES {
+                used.set_attribute(format!("key-{i}"), i64::try_from(i).unwrap_or(0));
+            }
+            for _ in 0..=MAX_ANNOTATIONS {
+                used.add_annotation("note");
+            }
+            for id in 0..=MAX_MESSAGE_EVENTS {
+                used.add_message_event(MessageEventKind::Sent, id as u64, 1, 1);
+            }
+            for _ in 0..=MAX_LINKS {
+                used.add_link(Link {
+                    trace_id: TraceId::random(),
+                    span_id: SpanId::random(),
+                    kind: LinkKind::Unspecified,
+                    attributes: Attributes::default(),
+                });
+            }
+            used.set_status(StatusCode::Internal, "failed");
+            used.end();
+            let inner = span::inner_for_test(&used).expect("sampled");
+            drop((used, _child));
+            let before = inner.take_span_data(&WallClock::now());
+            assert!(before.attributes.dropped > 0 && before.dropped_annotations > 0);
+            assert!(before.dropped_message_events > 0 && before.dropped_links > 0);
+            assert!(!before.context.tracestate.is_empty() && before.child_span_count == 1);
+            let address = Arc::as_ptr(&inner);
+            span::recycle(inner);
+
+            let next =
+                SpanBuilder::new("reuse-after").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+            next.end();
+            let inner = span::inner_for_test(&next).expect("sampled");
+            drop(next);
+            assert_eq!(Arc::as_ptr(&inner), address, "the allocation was reused");
+            let after = inner.take_span_data(&WallClock::now());
+            assert_eq!(after.name, "reuse-after");
+            assert_eq!(after.attributes, Attributes::default());
+            assert!(after.time_events.is_empty() && after.links.is_empty());
+            assert_eq!(
+                (after.dropped_annotations, after.dropped_message_events, after.dropped_links),
+                (0, 0, 0)
+            );
+            assert_eq!(after.status, Status::default());
+            assert_eq!(after.child_span_count, 0);
+            assert!(after.context.tracestate.is_empty() && after.parent_span_id.is_none());
+        })
+        .join()
+        .expect("the reuse test's thread");
+    }
 }

@@ -497,28 +497,32 @@ impl SpanInner {
     /// The finished span for exporters, its instants turned into wall-clock times by `clock`. Takes the
     /// recording out, so it runs once, off the request path.
     pub(crate) fn take_span_data(&self, clock: &WallClock) -> SpanData {
-        let record = std::mem::take(&mut *self.record.lock());
+        let mut record = self.record.lock();
+        // Field by field, leaving the recording empty in place: `mem::take` of the whole record copied its
+        // ~600 bytes (the inline attribute buffer included) out and a default record in (and `clear` wrote
+        // one again), a third of the batcher's work per span.
+        let record = &mut *record;
+        let entries: Vec<Attribute> = record.attributes.drain(..).collect();
         let duration = Duration::from_nanos(self.end.load(Ordering::Acquire).saturating_sub(1));
         let start_time = clock.at(self.start);
-        let time_events =
-            record.time_events.into_iter().map(|(at, kind)| TimeEvent { time: clock.at(at), kind }).collect();
+        let time_events = std::mem::take(&mut record.time_events)
+            .into_iter()
+            .map(|(at, kind)| TimeEvent { time: clock.at(at), kind })
+            .collect();
         SpanData {
             context: self.context.clone(),
             parent_span_id: self.parent_span_id,
-            name: record.name,
+            name: std::mem::take(&mut record.name),
             kind: self.kind,
             start_time,
             end_time: start_time.checked_add(duration).unwrap_or(start_time),
-            attributes: Attributes {
-                entries: record.attributes.into_vec(),
-                dropped: record.dropped_attributes,
-            },
+            attributes: Attributes { entries, dropped: record.dropped_attributes },
             time_events,
             dropped_annotations: record.dropped_annotations,
             dropped_message_events: record.dropped_message_events,
-            links: record.links,
+            links: std::mem::take(&mut record.links),
             dropped_links: record.dropped_links,
-            status: record.status,
+            status: std::mem::take(&mut record.status),
             same_process_as_parent_span: self.same_process_as_parent_span,
             child_span_count: self.child_span_count.load(Ordering::Relaxed),
         }
@@ -929,13 +933,48 @@ pub(crate) fn pooled_here_for_test() -> usize {
     LOCAL.with(|local| local.borrow().len())
 }
 
+/// A sampled span's shared state, as the pipeline's queue holds it once the span has ended.
+#[cfg(test)]
+pub(crate) fn inner_for_test(span: &Span) -> Option<Arc<SpanInner>> {
+    match &span.repr {
+        Repr::Sampled(inner) => Some(Arc::clone(inner)),
+        _ => None,
+    }
+}
+
 /// Puts back a new span's state in what `into_sampled` does not overwrite when it reuses an allocation.
 /// The tracestate's entries are freed now rather than kept alive by the pool. The end time stays: a pooled
 /// span must read as ended, or dropping it (pool full) would export it again.
 fn clear(inner: &mut SpanInner) {
     inner.context.tracestate = TraceState::EMPTY;
     *inner.child_span_count.get_mut() = 0;
-    *inner.record.get_mut() = Record::default();
+    // Field by field, not a whole default record written over the old one: after `take_span_data` the
+    // buffers are empty already, and resetting them in place is a few stores instead of a 600-byte copy.
+    // No `..` in the pattern: a field added to `Record` must be reset here too.
+    let Record {
+        name,
+        attributes,
+        dropped_attributes,
+        time_events,
+        annotations,
+        dropped_annotations,
+        message_events,
+        dropped_message_events,
+        links,
+        dropped_links,
+        status,
+    } = inner.record.get_mut();
+    *name = Cow::Borrowed("");
+    attributes.clear();
+    *dropped_attributes = 0;
+    *time_events = Vec::new();
+    *annotations = 0;
+    *dropped_annotations = 0;
+    *message_events = 0;
+    *dropped_message_events = 0;
+    *links = Vec::new();
+    *dropped_links = 0;
+    *status = Status::default();
 }
 
 /// Cancellation as the layers record it: `CANCELLED`, with the code's name as the message.
