@@ -3,7 +3,7 @@ async fn serve_forever(listener: Listener) -> ! {
         "serve_forever",
     );
     __OCLAYER
-        .start(::oclayer::__private::http!())
+        .start_at(&mut ::oclayer::__private::Call::slot(), ::oclayer::__private::http!())
         .output_of::<fn() -> !>()
         .run(
             async move {

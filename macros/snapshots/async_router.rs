@@ -12,7 +12,10 @@ pub async fn handle(
         .route("/users/{id}")
         .err();
     __OCLAYER
-        .start(::oclayer::__private::http!(& req))
+        .start_at(
+            &mut ::oclayer::__private::Call::slot(),
+            ::oclayer::__private::http!(& req),
+        )
         .fields(|__oclayer_fields| {
             __oclayer_fields.set("user.id", &id);
             __oclayer_fields.set("tenant", &tenant.as_str());

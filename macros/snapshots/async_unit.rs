@@ -3,7 +3,7 @@ async fn tick() {
         "tick",
     );
     __OCLAYER
-        .start(::oclayer::__private::http!())
+        .start_at(&mut ::oclayer::__private::Call::slot(), ::oclayer::__private::http!())
         .output::<()>()
         .run(
             async move {

@@ -8,7 +8,10 @@ async fn fetch(
         .route("/users/{id}")
         .err();
     __OCLAYER
-        .start(::oclayer::__private::http!(& mut req))
+        .start_at(
+            &mut ::oclayer::__private::Call::slot(),
+            ::oclayer::__private::http!(& mut req),
+        )
         .output::<Result<Response<Body>, Error>>()
         .run(
             async move { client.send(req).await },

@@ -3,7 +3,9 @@ pub async fn run(&mut self, input: &str) -> usize {
         "run",
     );
     __OCLAYER
-        .start_in::<Self>(::oclayer::__private::http!())
+        .start_in_at::<
+            Self,
+        >(&mut ::oclayer::__private::Call::slot(), ::oclayer::__private::http!())
         .output::<usize>()
         .run(
             async move {

@@ -3,7 +3,10 @@ async fn handle(State(state): State<App>, parts: Parts, body: Bytes) -> StatusCo
         "handle",
     );
     __OCLAYER
-        .start(::oclayer::__private::request(&parts))
+        .start_at(
+            &mut ::oclayer::__private::Call::slot(),
+            ::oclayer::__private::request(&parts),
+        )
         .output::<StatusCode>()
         .run(
             async move { state.handle(parts, body).await },

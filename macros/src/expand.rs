@@ -7,7 +7,7 @@
 //! ```text
 //! static __OCLAYER: __private::Site = __private::Site::router("handle").err();
 //! __OCLAYER
-//!     .start(__private::http!(&req))
+//!     .start_at(&mut __private::Call::slot(), __private::http!(&req))
 //!     .output::<Output>()
 //!     .run(async move { BODY }, |r| __private::outcome!(r, __private::error_of(r)))
 //!     .await
@@ -34,7 +34,9 @@ pub fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
     bind_requests_mut(plan, &mut item);
 
     let site = site(plan, &item, &private);
-    let start = start(plan, &private);
+    // An async fn starts its call in a temporary of its own future (`start_at`), so that the call state is
+    // written where it stays rather than copied in whole, which a disabled layer would pay for too.
+    let start = start(plan, &private, matches!(plan.shape, Shape::Async { .. }));
     let ret = Ident::new("__oclayer_ret", Span::mixed_site());
     let outcome = match plan.err {
         // Spanned at `err`, so that a return type without an error to display is reported there.
@@ -117,8 +119,9 @@ fn site(plan: &Plan, item: &ItemFn, private: &TokenStream) -> TokenStream {
     }
 }
 
-/// `__OCLAYER.start(http).fields(|f| ...)`: the call's start, with the request and the fields.
-fn start(plan: &Plan, private: &TokenStream) -> TokenStream {
+/// `__OCLAYER.start(http).fields(|f| ...)`: the call's start, with the request and the fields; with `at`,
+/// `__OCLAYER.start_at(&mut Call::slot(), http)...`.
+fn start(plan: &Plan, private: &TokenStream, at: bool) -> TokenStream {
     let requests = plan.requests.iter().map(|r| {
         let ident = &r.ident;
         let span = ident.span();
@@ -140,10 +143,11 @@ fn start(plan: &Plan, private: &TokenStream) -> TokenStream {
         }
         None => quote!(#private::http!(#(#requests),*)),
     };
-    let mut start = if plan.has_receiver {
-        quote!(__OCLAYER.start_in::<Self>(#http))
-    } else {
-        quote!(__OCLAYER.start(#http))
+    let mut start = match (plan.has_receiver, at) {
+        (true, false) => quote!(__OCLAYER.start_in::<Self>(#http)),
+        (false, false) => quote!(__OCLAYER.start(#http)),
+        (true, true) => quote!(__OCLAYER.start_in_at::<Self>(&mut #private::Call::slot(), #http)),
+        (false, true) => quote!(__OCLAYER.start_at(&mut #private::Call::slot(), #http)),
     };
     if !plan.fields.is_empty() {
         let fields = Ident::new("__oclayer_fields", Span::mixed_site());

@@ -144,6 +144,32 @@ impl Site {
         self.begin(http, Some(std::any::type_name::<S>))
     }
 
+    /// [`Site::start`] for an `async fn`, into `slot`: a [`Call::slot`] the generated code makes a
+    /// temporary of the fn's own future, so the call state is written where it stays. Returned by value
+    /// instead, it was copied whole into the future on the disabled path too (the two paths' results met
+    /// in one copy), which was most of what a disabled layer added to an async call besides moving the
+    /// larger future.
+    #[inline]
+    pub fn start_at<'c>(&'static self, slot: &'c mut Call, http: Option<HttpView<'_>>) -> CallAt<'c> {
+        if self.layer.is_enabled() {
+            *slot = self.begin(http, None);
+        }
+        CallAt { call: slot }
+    }
+
+    /// [`Site::start_in`] into `slot`, as [`Site::start_at`].
+    #[inline]
+    pub fn start_in_at<'c, S: ?Sized>(
+        &'static self,
+        slot: &'c mut Call,
+        http: Option<HttpView<'_>>,
+    ) -> CallAt<'c> {
+        if self.layer.is_enabled() {
+            *slot = self.begin(http, Some(std::any::type_name::<S>));
+        }
+        CallAt { call: slot }
+    }
+
     /// The tag value naming what was called: the pattern if given, else the span name, else the fn. Never
     /// a raw path, so the number of rows stays bounded.
     fn pattern_tag(&self) -> &'static str {
@@ -385,16 +411,27 @@ impl Call {
         Call { active: None }
     }
 
+    /// An inert call, the place [`Site::start_at`] starts a call in.
+    #[inline(always)]
+    pub fn slot() -> Call {
+        Call::inert()
+    }
+
     /// Sets the `fields(...)` attributes. `set` runs only when the span is sampled, so the field
     /// expressions are not evaluated otherwise.
     #[inline]
     pub fn fields(self, set: impl FnOnce(&mut Fields<'_>)) -> Call {
+        self.set_fields(set);
+        self
+    }
+
+    #[inline]
+    fn set_fields(&self, set: impl FnOnce(&mut Fields<'_>)) {
         if let Some(active) = &self.active
             && active.span.is_sampled()
         {
             set(&mut Fields { span: &active.span });
         }
-        self
     }
 
     /// Fixes the type the body's future resolves to, before the body is type-checked (see [`Typed`]).
@@ -721,24 +758,118 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let (fut, call, outcome) = match self.project() {
-            RunProj::Inert { fut } => return fut.poll(cx),
-            RunProj::Active { fut, call, outcome } => (fut, call, outcome),
-        };
-        let polled = match call.entered_span() {
-            None => fut.poll(cx),
-            Some(span) => {
-                let _entered = span.enter();
-                let mut watch = PanicWatch { call, returned: false };
-                let polled = fut.poll(cx);
-                watch.returned = true;
-                polled
-            }
-        };
-        if let Poll::Ready(value) = &polled {
-            call.finish(value, &*outcome);
+        match self.project() {
+            RunProj::Inert { fut } => fut.poll(cx),
+            RunProj::Active { fut, call, outcome } => poll_call(fut, call, outcome, cx),
         }
-        polled
+    }
+}
+
+/// A poll of the body's future with the call's span current; records the outcome when it completes.
+#[inline]
+fn poll_call<F, O>(fut: Pin<&mut F>, call: &mut Call, outcome: &O, cx: &mut Context<'_>) -> Poll<F::Output>
+where
+    F: Future,
+    O: Fn(&F::Output) -> Outcome<'_>,
+{
+    let polled = match call.entered_span() {
+        None => fut.poll(cx),
+        Some(span) => {
+            let _entered = span.enter();
+            let mut watch = PanicWatch { call, returned: false };
+            let polled = fut.poll(cx);
+            watch.returned = true;
+            polled
+        }
+    };
+    if let Poll::Ready(value) = &polled {
+        call.finish(value, outcome);
+    }
+    polled
+}
+
+/// A call of an `async fn` started in place by [`Site::start_at`]: [`Call`]'s chain, on the call's slot.
+#[must_use = "a call records when it is finished or dropped"]
+pub struct CallAt<'c> {
+    call: &'c mut Call,
+}
+
+impl<'c> CallAt<'c> {
+    /// [`Call::fields`].
+    #[inline]
+    pub fn fields(self, set: impl FnOnce(&mut Fields<'_>)) -> CallAt<'c> {
+        self.call.set_fields(set);
+        self
+    }
+
+    /// [`Call::output`].
+    #[inline]
+    pub fn output<T>(self) -> TypedAt<'c, T> {
+        TypedAt { call: self.call, output: PhantomData }
+    }
+
+    /// [`Call::output_of`].
+    #[inline]
+    pub fn output_of<G: ReturnOf>(self) -> TypedAt<'c, G::Output> {
+        TypedAt { call: self.call, output: PhantomData }
+    }
+
+    /// [`Call::run`]: the body's future beside a reference to the call, so the future stays small.
+    #[inline]
+    pub fn run<F, O>(self, fut: F, outcome: O) -> RunAt<'c, F, O>
+    where
+        F: Future,
+        O: Fn(&F::Output) -> Outcome<'_>,
+    {
+        RunAt { fut, call: self.call, outcome }
+    }
+}
+
+/// [`Typed`] for a call started in place.
+pub struct TypedAt<'c, T> {
+    call: &'c mut Call,
+    output: PhantomData<fn() -> T>,
+}
+
+impl<'c, T> TypedAt<'c, T> {
+    /// [`CallAt::run`] for a future resolving to `T`.
+    #[inline]
+    pub fn run<F, O>(self, fut: F, outcome: O) -> RunAt<'c, F, O>
+    where
+        F: Future<Output = T>,
+        O: Fn(&T) -> Outcome<'_>,
+    {
+        RunAt { fut, call: self.call, outcome }
+    }
+}
+
+pin_project! {
+    /// [`Run`] for a call started in place: the body's future, polled with the call's span current, and a
+    /// reference to the call, which records when the future completes or, dropped before, as a
+    /// cancellation when the call itself is dropped.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct RunAt<'c, F, O> {
+        #[pin]
+        fut: F,
+        call: &'c mut Call,
+        outcome: O,
+    }
+}
+
+impl<F, O> Future for RunAt<'_, F, O>
+where
+    F: Future,
+    O: Fn(&F::Output) -> Outcome<'_>,
+{
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        if this.call.active.is_none() {
+            return this.fut.poll(cx);
+        }
+        poll_call(this.fut, this.call, this.outcome, cx)
     }
 }
 
