@@ -217,11 +217,25 @@ fn tables() -> Vec<Table> {
                 row("plain", "plain fn (baseline of the rows below)", Baseline),
                 row(
                     "oclayer/sampled",
-                    "oclayer `#[trace_layer(pipe)]` call, sampled, with measures",
+                    "oclayer `#[trace_layer(pipe)]` call, sampled, with measures (pipeline keeps up)",
                     OclayerOther,
                 ),
-                row("fastrace/root_per_call", "fastrace: root + `#[trace]` span per call", Peer),
-                row("tracing/registry", "tracing `#[instrument]`, registry", Peer),
+                row(
+                    "fastrace/root_per_call",
+                    "fastrace: root + `#[trace]` span per call (collector keeps up)",
+                    PeerOf("oclayer/sampled"),
+                ),
+                row("tracing/registry", "tracing `#[instrument]`, registry", PeerOf("oclayer/sampled")),
+                row(
+                    "oclayer/sampled_flooded",
+                    "oclayer: the same call flat out, the queue full (overload)",
+                    OclayerOther,
+                ),
+                row(
+                    "fastrace/root_per_call_flooded",
+                    "fastrace: the same flat out (overload)",
+                    PeerOf("oclayer/sampled_flooded"),
+                ),
             ],
             targets: vec![
                 Target::MaxNs {
