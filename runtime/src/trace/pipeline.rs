@@ -3,7 +3,7 @@
 //! Ending a sampled span pushes it onto a bounded lock-free queue ([`SpanSink`]); that is all the request
 //! path does. A full queue drops its oldest span and counts it ([`dropped_spans`]). The batcher, on the
 //! pipeline's background thread, pops spans in batches (by size, or when the oldest has waited the batch
-//! timeout), turns them into [`SpanData`] and hands each batch to every exporter. It also logs drops, at
+//! timeout), turns them into [`SpanData`](super::SpanData) and hands each batch to every exporter. It also logs drops, at
 //! most once per [`DROP_LOG_INTERVAL`].
 //!
 //! The size trigger is counted per thread: a thread wakes the batcher once it has pushed a batch's worth
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
-use super::SpanData;
 use super::span::{self, SpanInner};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
@@ -189,20 +188,25 @@ impl SpanSink {
     }
 
     /// Up to `max` queued spans, oldest first, as exporters receive them.
-    fn pop(&self, max: usize) -> Vec<SpanData> {
-        let mut spans = Vec::with_capacity(max.min(self.queue.len()));
-        // One reading of the wall clock places every span of the batch (see `span`'s module docs).
-        let clock = WallClock::now();
-        while spans.len() < max {
+    fn pop(&self, max: usize) -> SpanBatch {
+        // The spans first, then their data written straight into the batch: collecting the data into a
+        // `Vec` and converting it copied every `SpanData` a second time (a sixth of the batcher's work per
+        // span). A slice iterator's exact length lets `Arc<[_]>` be filled in place; the queue's own length
+        // would not do, since a producer may drop the oldest span meanwhile.
+        let mut popped = Vec::with_capacity(max.min(self.queue.len()));
+        while popped.len() < max {
             match self.queue.pop() {
-                Some(span) => {
-                    spans.push(span.take_span_data(&clock));
-                    span::recycle(span);
-                }
+                Some(span) => popped.push(span),
                 None => break,
             }
         }
-        spans
+        // One reading of the wall clock places every span of the batch (see `span`'s module docs).
+        let clock = WallClock::now();
+        let batch = popped.iter().map(|span| span.take_span_data(&clock)).collect();
+        for span in popped {
+            span::recycle(span);
+        }
+        batch
     }
 }
 
@@ -291,11 +295,10 @@ impl Batcher {
         }
     }
 
-    fn send(&self, spans: Vec<SpanData>) {
-        if spans.is_empty() {
+    fn send(&self, batch: SpanBatch) {
+        if batch.is_empty() {
             return;
         }
-        let batch: SpanBatch = spans.into();
         for exporter in self.exporters.iter() {
             // An exporter bug must not take the pipeline (and every other exporter) down with it.
             if catch_unwind(AssertUnwindSafe(|| exporter.export_spans(&batch))).is_err() {

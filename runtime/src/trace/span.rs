@@ -502,13 +502,18 @@ impl SpanInner {
         // ~600 bytes (the inline attribute buffer included) out and a default record in (and `clear` wrote
         // one again), a third of the batcher's work per span.
         let record = &mut *record;
-        let entries: Vec<Attribute> = record.attributes.drain(..).collect();
+        let entries = take_attributes(&mut record.attributes);
         let duration = Duration::from_nanos(self.end.load(Ordering::Acquire).saturating_sub(1));
         let start_time = clock.at(self.start);
-        let time_events = std::mem::take(&mut record.time_events)
-            .into_iter()
-            .map(|(at, kind)| TimeEvent { time: clock.at(at), kind })
-            .collect();
+        // Most spans have none: skip the iterator's set-up and drop.
+        let time_events = if record.time_events.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut record.time_events)
+                .into_iter()
+                .map(|(at, kind)| TimeEvent { time: clock.at(at), kind })
+                .collect()
+        };
         SpanData {
             context: self.context.clone(),
             parent_span_id: self.parent_span_id,
@@ -933,6 +938,24 @@ pub(crate) fn pooled_here_for_test() -> usize {
     LOCAL.with(|local| local.borrow().len())
 }
 
+/// The attributes moved into a `Vec` of their exact size, leaving `attributes` empty (its buffer stays).
+/// One copy of the entries, where `drain(..).collect()` (or `into_vec`) moved them one at a time through
+/// an iterator and its drop.
+fn take_attributes(attributes: &mut SmallVec<[Attribute; INLINE_ATTRIBUTES]>) -> Vec<Attribute> {
+    let len = attributes.len();
+    let mut entries = Vec::with_capacity(len);
+    // SAFETY: the `len` initialised entries at `attributes.as_ptr()` are copied into `entries`' buffer,
+    // which has room for `len` and does not overlap it. `attributes` forgets them first (its length set to
+    // 0: its buffer, inline or not, stays where it is), so each entry is owned, and dropped, once: by
+    // `entries`. Nothing between the two length changes can panic.
+    unsafe {
+        attributes.set_len(0);
+        std::ptr::copy_nonoverlapping(attributes.as_ptr(), entries.as_mut_ptr(), len);
+        entries.set_len(len);
+    }
+    entries
+}
+
 /// A sampled span's shared state, as the pipeline's queue holds it once the span has ended.
 #[cfg(test)]
 pub(crate) fn inner_for_test(span: &Span) -> Option<Arc<SpanInner>> {
@@ -965,7 +988,12 @@ fn clear(inner: &mut SpanInner) {
         status,
     } = inner.record.get_mut();
     *name = Cow::Borrowed("");
-    attributes.clear();
+    if attributes.spilled() {
+        // More attributes than fit inline: free the heap buffer rather than keep it in the pool.
+        *attributes = SmallVec::new();
+    } else {
+        attributes.clear();
+    }
     *dropped_attributes = 0;
     *time_events = Vec::new();
     *annotations = 0;
