@@ -107,6 +107,12 @@ const ROUTER_KEYS: [TagKey; 3] = [KEY_SERVER_ROUTE, KEY_SERVER_METHOD, KEY_SERVE
 const BACKEND_KEYS: [TagKey; 4] = [KEY_CLIENT_HOST, KEY_CLIENT_PATH, KEY_CLIENT_METHOD, KEY_CLIENT_STATUS];
 const PIPE_KEYS: [TagKey; 2] = [KEY_ENDPOINT, KEY_OUTCOME];
 
+// The keys the record fns pass, as statics: a `TagKey` holds a `Cow`, which has a destructor, so `&KEY` of a
+// `const` is not promoted and each record built a temporary key and tested it for dropping.
+static ROUTER_TAG_KEYS: [TagKey; 3] = ROUTER_KEYS;
+static BACKEND_TAG_KEYS: [TagKey; 4] = BACKEND_KEYS;
+static PIPE_TAG_KEYS: [TagKey; 2] = PIPE_KEYS;
+
 // ---- stats: bucket bounds ----------------------------------------------------------------------------------
 
 /// Latency buckets in ms, as ochttp's `DefaultLatencyDistribution`.
@@ -396,6 +402,7 @@ pub fn record_router(
     response_bytes: u64,
     latency: Duration,
 ) {
+    let [route_key, method_key, status_key] = &ROUTER_TAG_KEYS;
     stats::record_with_tags(
         &[
             SERVER_REQUEST_COUNT.m(1),
@@ -403,7 +410,7 @@ pub fn record_router(
             SERVER_RESPONSE_BYTES.m(bytes(response_bytes)),
             SERVER_LATENCY.m(millis(latency)),
         ],
-        &[(&KEY_SERVER_ROUTE, route), (&KEY_SERVER_METHOD, method), (&KEY_SERVER_STATUS, status_tag(status))],
+        &[(route_key, route), (method_key, method), (status_key, status_tag(status))],
     );
 }
 
@@ -434,9 +441,10 @@ impl PipeOutcome {
 
 /// Records one pipe run into the pipe views. `endpoint` is the endpoint *pattern*, never a raw path.
 pub fn record_pipe(endpoint: &str, outcome: PipeOutcome, latency: Duration) {
+    let [endpoint_key, outcome_key] = &PIPE_TAG_KEYS;
     stats::record_with_tags(
         &[PIPE_LATENCY.m(millis(latency))],
-        &[(&KEY_ENDPOINT, endpoint), (&KEY_OUTCOME, outcome.as_str())],
+        &[(endpoint_key, endpoint), (outcome_key, outcome.as_str())],
     );
 }
 
@@ -454,6 +462,7 @@ pub fn record_backend(
     received_bytes: u64,
     latency: Duration,
 ) {
+    let [host_key, path_key, method_key, status_key] = &BACKEND_TAG_KEYS;
     stats::record_with_tags(
         &[
             CLIENT_SENT_BYTES.m(bytes(sent_bytes)),
@@ -461,10 +470,10 @@ pub fn record_backend(
             CLIENT_ROUNDTRIP_LATENCY.m(millis(latency)),
         ],
         &[
-            (&KEY_CLIENT_HOST, host),
-            (&KEY_CLIENT_PATH, path),
-            (&KEY_CLIENT_METHOD, method),
-            (&KEY_CLIENT_STATUS, status.map_or("500", status_tag)),
+            (host_key, host),
+            (path_key, path),
+            (method_key, method),
+            (status_key, status.map_or("500", status_tag)),
         ],
     );
 }
