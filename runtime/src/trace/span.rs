@@ -34,7 +34,7 @@ use super::limits::{self, MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAG
 use super::spin::{SpinGuard, SpinLock};
 use super::{
     AttributeValue, Attributes, Link, MessageEventKind, Sampler, SpanContext, SpanData, SpanId, SpanKind,
-    Status, StatusCode, TimeEvent, TimeEventKind, TraceState, context, pipeline, running, sampler,
+    Status, StatusCode, TimeEvent, TimeEventKind, TraceId, TraceState, context, pipeline, running, sampler,
 };
 
 /// A handle to a span that is running. Cloning it is cheap and every clone refers to the same span.
@@ -45,15 +45,54 @@ pub struct Span {
     repr: Repr,
 }
 
+// A `u64` tag: with the tag in a whole word and no variant holding padding, a span moves as whole words;
+// with `SpanContext` inside and the tag in its `sampled` byte, every move copied the seven bytes of padding
+// after it in 4-, 2- and 1-byte pieces.
 #[derive(Clone)]
+#[repr(u64)]
 enum Repr {
     /// Not recorded, in a trace started in this process: the ids are derived from these seeds when asked,
     /// so a span nobody asks about never computes them. Children and outgoing requests stay in the trace.
     Derived(IdSeeds),
     /// Not recorded, ids given (a remote parent's trace, a tracestate, or [`Span::NONE`]): only the context
     /// travels, so children and outgoing requests stay in the trace.
-    Unsampled(SpanContext),
+    Unsampled(GivenIds),
     Sampled(Arc<SpanInner>),
+}
+
+/// The context of an unsampled span whose ids were given, not derived: [`SpanContext`] without the
+/// `sampled` flag (always false here) and so without padding.
+#[derive(Clone)]
+struct GivenIds {
+    trace_id: TraceId,
+    span_id: SpanId,
+    tracestate: TraceState,
+}
+
+impl GivenIds {
+    const INVALID: GivenIds =
+        GivenIds { trace_id: TraceId::INVALID, span_id: SpanId::INVALID, tracestate: TraceState::EMPTY };
+
+    /// `context`'s ids; its `sampled` flag is dropped, the caller knows it is false.
+    #[inline]
+    fn of(context: SpanContext) -> GivenIds {
+        GivenIds { trace_id: context.trace_id, span_id: context.span_id, tracestate: context.tracestate }
+    }
+
+    #[inline]
+    fn is_valid(&self) -> bool {
+        self.trace_id.is_valid() && self.span_id.is_valid()
+    }
+
+    #[inline]
+    fn context(&self) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            sampled: false,
+            tracestate: self.tracestate.clone(),
+        }
+    }
 }
 
 /// The shared state of a sampled span.
@@ -135,7 +174,7 @@ struct Record {
 impl Span {
     /// No span: invalid ids, not sampled. What [`Span::current`] returns outside any span; entering it runs
     /// code with no current span.
-    pub const NONE: Span = Span { repr: Repr::Unsampled(SpanContext::INVALID) };
+    pub const NONE: Span = Span { repr: Repr::Unsampled(GivenIds::INVALID) };
 
     /// A handle to the span current on this thread (or in this instrumented future), or [`Span::NONE`]: a
     /// clone, to keep or to move elsewhere. To record into the current span in place, use
@@ -150,7 +189,7 @@ impl Span {
     pub fn span_context(&self) -> SpanContext {
         match &self.repr {
             Repr::Derived(seeds) => derived_context(*seeds, false),
-            Repr::Unsampled(context) => context.clone(),
+            Repr::Unsampled(ids) => ids.context(),
             Repr::Sampled(inner) => inner.context.clone(),
         }
     }
@@ -167,7 +206,7 @@ impl Span {
         match &self.repr {
             // Derived ids are valid by construction.
             Repr::Derived(_) => true,
-            Repr::Unsampled(context) => context.is_valid(),
+            Repr::Unsampled(ids) => ids.is_valid(),
             Repr::Sampled(inner) => inner.context.is_valid(),
         }
     }
@@ -309,7 +348,7 @@ impl Span {
     /// The handle's state, leaving [`Span::NONE`]'s (whose drop does nothing).
     #[inline]
     fn take_repr(&mut self) -> Repr {
-        std::mem::replace(&mut self.repr, Repr::Unsampled(SpanContext::INVALID))
+        std::mem::replace(&mut self.repr, Repr::Unsampled(GivenIds::INVALID))
     }
 
     /// Makes this span the current one on this thread until the returned guard is dropped. Spans started
@@ -670,7 +709,7 @@ impl LocalParent {
     fn of(parent: &Span) -> LocalParent {
         match &parent.repr {
             Repr::Derived(seeds) => LocalParent::Derived(*seeds),
-            Repr::Unsampled(context) if context.is_valid() => LocalParent::Context(context.clone()),
+            Repr::Unsampled(ids) if ids.is_valid() => LocalParent::Context(ids.context()),
             Repr::Unsampled(_) => LocalParent::None,
             Repr::Sampled(inner) => {
                 inner.child_span_count.fetch_add(1, Ordering::Relaxed);
@@ -777,7 +816,7 @@ impl Start {
         if context.sampled {
             self.into_sampled(context, parent_span_id, same_process_as_parent_span)
         } else {
-            Span { repr: Repr::Unsampled(context) }
+            Span { repr: Repr::Unsampled(GivenIds::of(context)) }
         }
     }
 
@@ -1038,7 +1077,6 @@ pub(crate) fn ended_for_test(name: &'static str) -> Arc<SpanInner> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::TraceId;
     use super::*;
 
     #[test]
