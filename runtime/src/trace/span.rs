@@ -1,8 +1,8 @@
 //! The live span: what a handler records into while it runs.
 //!
 //! A [`Span`] is a cheap handle. For an unsampled span it is just what its ids come from (for a span of a
-//! trace started here, two generator states the ids are derived from when asked; else the
-//! [`SpanContext`]) and every recording method returns at once: starting and ending one allocates
+//! trace started here, two generator states the ids are derived from when asked; else the ids and
+//! tracestate it was given) and every recording method returns at once: starting and ending one allocates
 //! nothing, takes no lock and reads no clock. A sampled span shares one heap allocation among its handles;
 //! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
 //! turns it into [`SpanData`] for the exporters.
