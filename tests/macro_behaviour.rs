@@ -491,3 +491,29 @@ async fn skip_span_and_skip_measures_record_one_side_only() {
     let spans = pipeline().exported.spans();
     assert!(spans.iter().all(|s| s.name != "pipe-/measures-only"), "no span with skip_span");
 }
+
+// A fn returning `impl Future`: its call state lives in the returned future, which a panic in a poll does
+// not drop (an `async fn`'s own future drops it while unwinding).
+#[trace_layer(pipe, route = "/measures-only-panics", skip_span)]
+fn measures_only_panics() -> impl Future<Output = u8> {
+    async {
+        tokio::task::yield_now().await;
+        panic!("boom")
+    }
+}
+
+#[tokio::test]
+async fn a_panic_without_span_is_an_error_not_a_cancellation() {
+    pipeline();
+    // Polled by hand and dropped only after the panic was caught, when the thread no longer unwinds (as an
+    // executor may): the panic must be recorded when it happens, span or not.
+    let mut fut = Box::pin(measures_only_panics());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(fut.as_mut().poll(&mut cx).is_pending(), "the body yields once");
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)));
+    assert!(unwound.is_err(), "the panic continues");
+    drop(fut);
+    let endpoint = ("endpoint", "/measures-only-panics");
+    assert_eq!(count("oclayer.io/pipe/request_count", &[endpoint, ("outcome", "error")]), 1);
+    assert_eq!(count("oclayer.io/pipe/request_count", &[endpoint, ("outcome", "canceled")]), 0);
+}

@@ -39,7 +39,7 @@ use pin_project_lite::pin_project;
 
 use crate::clock::Instant;
 use crate::layer::{self, Layer, PipeOutcome};
-use crate::trace::{AttributeValue, Parent, Span, SpanBuilder, StatusCode};
+use crate::trace::{AttributeValue, Parent, PollScope, Span, SpanBuilder, StatusCode};
 
 pub use crate::{__oclayer_http as http, __oclayer_outcome as outcome};
 
@@ -450,14 +450,12 @@ impl Call {
     /// Runs a sync body with the span current, then records its outcome.
     #[inline]
     pub fn call<T>(mut self, body: impl FnOnce() -> T, outcome: impl FnOnce(&T) -> Outcome<'_>) -> T {
-        let value = match self.entered_span() {
-            Some(span) => {
-                let _entered = span.enter();
-                body()
-            }
-            None => body(),
+        let value = {
+            let _current = self.current();
+            body()
         };
-        // A panic in `body` unwinds past here and drops `self` unfinished: `Drop` records it.
+        // A panic in `body` unwinds past here, restoring the current span, and drops `self` unfinished:
+        // `Drop` records it.
         self.finish(&value, outcome);
         value
     }
@@ -479,26 +477,26 @@ impl Call {
     /// For a fn returning `impl Future`: runs the sync part (`make`) with the span current, then the future
     /// it returns as [`Call::run`] does.
     #[inline]
-    pub fn run_future<F, O>(self, make: impl FnOnce() -> F, outcome: O) -> Run<F, O>
+    pub fn run_future<F, O>(mut self, make: impl FnOnce() -> F, outcome: O) -> Run<F, O>
     where
         F: Future,
         O: Fn(&F::Output) -> Outcome<'_>,
     {
-        let fut = match self.entered_span() {
-            Some(span) => {
-                let _entered = span.enter();
-                make()
-            }
-            None => make(),
+        let fut = {
+            let _current = self.current();
+            make()
         };
         self.run(fut, outcome)
     }
 
-    /// The span to make current while the body runs: none when the layer is disabled or with `skip_span`,
-    /// so that the current span stays the caller's.
+    /// Makes the call's span current until the returned scope is dropped: none when the layer is disabled
+    /// or with `skip_span`, so that the current span stays the caller's. The span is swapped into the
+    /// thread's slot and back, not cloned: no copy of an unsampled span's context and no reference-count
+    /// increment and decrement for a sampled one. Meanwhile the call holds the previous span, so the scope
+    /// must end before the call records (it does: it is dropped first, also when unwinding).
     #[inline]
-    fn entered_span(&self) -> Option<&Span> {
-        self.active.as_ref().map(|a| &a.span).filter(|span| span.is_valid())
+    fn current(&mut self) -> Option<PollScope<'_>> {
+        self.active.as_mut().map(|a| &mut a.span).filter(|span| span.is_valid()).map(PollScope::new)
     }
 
     /// Records the body's outcome: the layer's measures, the span's status and attributes, then ends the
@@ -772,18 +770,15 @@ where
     F: Future,
     O: Fn(&F::Output) -> Outcome<'_>,
 {
-    let polled = match call.entered_span() {
-        None => fut.poll(cx),
-        Some(span) => {
-            let _entered = span.enter();
-            let mut watch = PanicWatch { call, returned: false };
-            let polled = fut.poll(cx);
-            watch.returned = true;
-            polled
-        }
+    let mut watch = PanicWatch { call, returned: false };
+    let polled = {
+        // Ends before `watch` records a panic, so that the call has its span back by then.
+        let _current = watch.call.current();
+        fut.poll(cx)
     };
+    watch.returned = true;
     if let Poll::Ready(value) = &polled {
-        call.finish(value, outcome);
+        watch.call.finish(value, outcome);
     }
     polled
 }

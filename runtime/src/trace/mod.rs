@@ -41,6 +41,7 @@ mod spin;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use context::PollScope;
 pub use context::{CurrentSpan, Entered, current_span};
 pub use id::{SpanId, TraceId};
 pub use instrument::{FutureExt, Instrumented};
