@@ -837,8 +837,13 @@ impl Start {
         }
         // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
         // copied it, a tenth of the sampled path.
-        let mut inner = Arc::<SpanInner>::new_uninit();
-        let Some(slot) = Arc::get_mut(&mut inner) else { unreachable!("a new Arc has no other handle") };
+        let inner = Arc::<SpanInner>::new_uninit();
+        // Not through `Arc::get_mut`, whose uniqueness check is a compare-exchange on the weak count: one
+        // more atomic per span for what is known here.
+        // SAFETY: the `Arc` was made just above and has not been cloned, so nothing else can reach the
+        // value, and `Arc::as_ptr` points into the allocation with write permission (as
+        // `Arc::get_mut_unchecked` does); writing a `MaybeUninit` needs no initialised contents.
+        let slot = unsafe { &mut *Arc::as_ptr(&inner).cast_mut() };
         slot.write(SpanInner {
             context,
             parent_span_id,
