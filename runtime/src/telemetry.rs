@@ -81,7 +81,9 @@ impl TelemetryBuilder {
 
     /// How many finished spans may wait for the exporters before the oldest are dropped; default
     /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The queue is allocated up front,
-    /// 16 bytes a span.
+    /// 16 bytes a span. Besides the queued spans, exported spans' allocations are kept for reuse by new
+    /// ones: at most 512 in a shared pool and 32 per thread that makes sampled spans (a thread's are freed
+    /// when it exits).
     pub fn span_queue_capacity(mut self, spans: usize) -> TelemetryBuilder {
         self.span_queue_capacity = spans.max(1);
         self
