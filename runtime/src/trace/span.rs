@@ -263,7 +263,7 @@ impl Span {
             let mut entries = SmallVec::<[Attribute; 0]>::new();
             let mut dropped = 0;
             for (key, value) in attributes {
-                insert_attribute(&mut entries, &mut dropped, key.into(), value.into());
+                insert_attribute(&mut entries, &mut dropped, key.into(), limit_value(value.into()));
             }
             inner.add_annotation(description.into(), Attributes { entries: entries.into_vec(), dropped });
         }
@@ -428,17 +428,24 @@ fn saturating_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// `value` with a string cut to [`MAX_STRING_BYTES`](limits::MAX_STRING_BYTES).
+#[inline]
+fn limit_value(value: AttributeValue) -> AttributeValue {
+    match value {
+        AttributeValue::String(s) => AttributeValue::String(limits::truncate(s)),
+        other => other,
+    }
+}
+
 /// Sets `key` in `entries`: replaces a value in place, appends below the limit, counts a drop above it.
+/// `value` must have been through [`limit_value`] (done before locking, to keep the lock short).
+#[inline]
 fn insert_attribute<const N: usize>(
     entries: &mut SmallVec<[Attribute; N]>,
     dropped: &mut u32,
     key: Cow<'static, str>,
     value: AttributeValue,
 ) {
-    let value = match value {
-        AttributeValue::String(s) => AttributeValue::String(limits::truncate(s)),
-        other => other,
-    };
     if let Some(entry) = entries.iter_mut().find(|(k, _)| *k == key) {
         entry.1 = value;
     } else if entries.len() < MAX_ATTRIBUTES {
@@ -471,6 +478,7 @@ impl SpanInner {
 
     #[inline(never)]
     fn set_attribute(&self, key: Cow<'static, str>, value: AttributeValue) {
+        let value = limit_value(value);
         if let Some(mut record) = self.recording() {
             let record = &mut *record;
             insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
@@ -482,6 +490,7 @@ impl SpanInner {
         if let Some(mut record) = self.recording() {
             let record = &mut *record;
             for (key, value) in attributes {
+                let value = limit_value(value);
                 insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
             }
         }
