@@ -3,8 +3,8 @@
 //! Ending a sampled span pushes it onto a bounded lock-free queue ([`SpanSink`]); that is all the request
 //! path does. A full queue drops its oldest span and counts it ([`dropped_spans`]). The batcher, on the
 //! pipeline's background thread, pops spans in batches (by size, or when the oldest has waited the batch
-//! timeout), turns them into [`SpanData`](super::SpanData) and hands each batch to every exporter. It also logs drops, at
-//! most once per [`DROP_LOG_INTERVAL`].
+//! timeout), turns them into [`SpanData`](super::SpanData) and hands each batch to every exporter. It also
+//! logs drops, at most once per [`DROP_LOG_INTERVAL`].
 //!
 //! The size trigger is counted per thread: a thread wakes the batcher once it has pushed a batch's worth
 //! of spans since its last wake (or when it finds the queue full), so a push never reads the queue's
