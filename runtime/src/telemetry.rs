@@ -90,7 +90,8 @@ impl TelemetryBuilder {
     }
 
     /// Spans per batch handed to the exporters; default
-    /// [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE). A batch goes out as soon as it is full. Above the queue capacity, batches go out by age only.
+    /// [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE). A batch goes out as soon as it is full.
+    /// Above the queue capacity, batches go out by age only.
     pub fn span_batch_size(mut self, spans: usize) -> TelemetryBuilder {
         self.span_batch_size = spans.max(1);
         self
