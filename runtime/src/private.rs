@@ -450,6 +450,11 @@ impl Call {
     /// Runs a sync body with the span current, then records its outcome.
     #[inline]
     pub fn call<T>(mut self, body: impl FnOnce() -> T, outcome: impl FnOnce(&T) -> Outcome<'_>) -> T {
+        // Disabled: the body alone, decided here so that the inert call stays out of memory (the span's scope
+        // below borrows the call) and the disabled path is the load, the test and the body.
+        if self.active.is_none() {
+            return body();
+        }
         let value = {
             let _current = self.current();
             body()
@@ -482,11 +487,14 @@ impl Call {
         F: Future,
         O: Fn(&F::Output) -> Outcome<'_>,
     {
+        if self.active.is_none() {
+            return Run::Inert { fut: make() };
+        }
         let fut = {
             let _current = self.current();
             make()
         };
-        self.run(fut, outcome)
+        Run::Active { fut, call: self, outcome }
     }
 
     /// Makes the call's span current until the returned scope is dropped: none when the layer is disabled
