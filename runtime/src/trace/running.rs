@@ -166,6 +166,7 @@ pub(crate) trait SlotHolder {
 }
 
 /// A slot alone in an atomic, as the tests keep it.
+#[cfg(test)]
 impl SlotHolder for AtomicU32 {
     fn slot(&self) -> u32 {
         self.load(Ordering::Acquire)
