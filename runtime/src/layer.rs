@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::Error;
 use crate::config::EnabledLayers;
-use crate::stats::{self, Aggregation, Float64Measure, Int64Measure, TagKey, View};
+use crate::stats::{self, Aggregation, Float64Measure, Int64Measure, TagKey, Value, View};
 use crate::trace::SpanKind;
 
 /// One of the three places a gateway request passes through.
@@ -112,6 +112,25 @@ const PIPE_KEYS: [TagKey; 2] = [KEY_ENDPOINT, KEY_OUTCOME];
 static ROUTER_TAG_KEYS: [TagKey; 3] = ROUTER_KEYS;
 static BACKEND_TAG_KEYS: [TagKey; 4] = BACKEND_KEYS;
 static PIPE_TAG_KEYS: [TagKey; 2] = PIPE_KEYS;
+
+// Each layer's record has fixed measures and keys: a shape, whose shortcut slot is the layer's own.
+static ROUTER_SHAPE: stats::Shape<4, 3> = stats::Shape::new(
+    0,
+    [
+        &SERVER_REQUEST_COUNT.core,
+        &SERVER_REQUEST_BYTES.core,
+        &SERVER_RESPONSE_BYTES.core,
+        &SERVER_LATENCY.core,
+    ],
+    &ROUTER_TAG_KEYS,
+);
+static PIPE_SHAPE: stats::Shape<1, 2> = stats::Shape::new(1, [&PIPE_LATENCY.core], &PIPE_TAG_KEYS);
+static BACKEND_SHAPE: stats::Shape<3, 4> = stats::Shape::new(
+    2,
+    [&CLIENT_SENT_BYTES.core, &CLIENT_RECEIVED_BYTES.core, &CLIENT_ROUNDTRIP_LATENCY.core],
+    &BACKEND_TAG_KEYS,
+);
+const _: () = assert!(stats::SHAPE_SLOTS >= 3, "one shortcut slot per layer");
 
 // ---- stats: bucket bounds ----------------------------------------------------------------------------------
 
@@ -402,15 +421,15 @@ pub fn record_router(
     response_bytes: u64,
     latency: Duration,
 ) {
-    let [route_key, method_key, status_key] = &ROUTER_TAG_KEYS;
-    stats::record_with_tags(
-        &[
-            SERVER_REQUEST_COUNT.m(1),
-            SERVER_REQUEST_BYTES.m(bytes(request_bytes)),
-            SERVER_RESPONSE_BYTES.m(bytes(response_bytes)),
-            SERVER_LATENCY.m(millis(latency)),
+    stats::record_shaped(
+        &ROUTER_SHAPE,
+        [
+            Value::Int(1),
+            Value::Int(bytes(request_bytes)),
+            Value::Int(bytes(response_bytes)),
+            Value::Float(millis(latency)),
         ],
-        &[(route_key, route), (method_key, method), (status_key, status_tag(status))],
+        [route, method, status_tag(status)],
     );
 }
 
@@ -441,11 +460,7 @@ impl PipeOutcome {
 
 /// Records one pipe run into the pipe views. `endpoint` is the endpoint *pattern*, never a raw path.
 pub fn record_pipe(endpoint: &str, outcome: PipeOutcome, latency: Duration) {
-    let [endpoint_key, outcome_key] = &PIPE_TAG_KEYS;
-    stats::record_with_tags(
-        &[PIPE_LATENCY.m(millis(latency))],
-        &[(endpoint_key, endpoint), (outcome_key, outcome.as_str())],
-    );
+    stats::record_shaped(&PIPE_SHAPE, [Value::Float(millis(latency))], [endpoint, outcome.as_str()]);
 }
 
 /// Records one upstream call into the backend views.
@@ -462,19 +477,10 @@ pub fn record_backend(
     received_bytes: u64,
     latency: Duration,
 ) {
-    let [host_key, path_key, method_key, status_key] = &BACKEND_TAG_KEYS;
-    stats::record_with_tags(
-        &[
-            CLIENT_SENT_BYTES.m(bytes(sent_bytes)),
-            CLIENT_RECEIVED_BYTES.m(bytes(received_bytes)),
-            CLIENT_ROUNDTRIP_LATENCY.m(millis(latency)),
-        ],
-        &[
-            (host_key, host),
-            (path_key, path),
-            (method_key, method),
-            (status_key, status.map_or("500", status_tag)),
-        ],
+    stats::record_shaped(
+        &BACKEND_SHAPE,
+        [Value::Int(bytes(sent_bytes)), Value::Int(bytes(received_bytes)), Value::Float(millis(latency))],
+        [host, path, method, status.map_or("500", status_tag)],
     );
 }
 

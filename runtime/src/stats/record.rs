@@ -28,7 +28,7 @@ use smallvec::SmallVec;
 
 use super::cell::Cell;
 use super::health;
-use super::measure::{Measurement, Value};
+use super::measure::{MeasureCore, Measurement, Value};
 use super::registry::{self, GENERATION, ViewCollector};
 use super::tag::{TagKey, TagMap, same_bytes};
 
@@ -101,6 +101,51 @@ struct LocalState {
     epoch: u64,
     /// Per-thread random seed of [`hash_values`], so no one can aim values at one bucket.
     seed: u64,
+    /// Per [`Shape`] slot: the cells its last record landed in.
+    shortcuts: [Shortcut; SHAPE_SLOTS],
+}
+
+/// How many [`Shape`]s a thread remembers a shortcut for: one per layer.
+pub(crate) const SHAPE_SLOTS: usize = 3;
+
+/// A record whose measures and tag keys never change from one call to the next: a layer's. Each thread
+/// remembers, per shape, the tag values of its last record and the cells that record landed in, so a record
+/// with the same values (a handler records the same route, method and status many times in a row) compares
+/// the values and writes the cells, skipping the walk from measure to views to key lists to rows.
+pub(crate) struct Shape<const M: usize, const K: usize> {
+    /// The shortcut slot, below [`SHAPE_SLOTS`]; each shape has its own.
+    slot: usize,
+    measures: [&'static MeasureCore; M],
+    keys: &'static [TagKey; K],
+}
+
+impl<const M: usize, const K: usize> Shape<M, K> {
+    /// A shape with its own `slot` (below [`SHAPE_SLOTS`]; others take the general path), recording values
+    /// of `measures` tagged with values of `keys`.
+    pub(crate) const fn new(
+        slot: usize,
+        measures: [&'static MeasureCore; M],
+        keys: &'static [TagKey; K],
+    ) -> Self {
+        Shape { slot, measures, keys }
+    }
+}
+
+/// What a thread remembers of a shape's last record.
+struct Shortcut {
+    /// The [`LocalState::generation`] the cells belong to; 0 when there is no shortcut.
+    generation: u64,
+    /// The tag values, one per key of the shape. Kept as strings that are cleared and refilled, so switching
+    /// between values seen before does not allocate.
+    values: Vec<String>,
+    /// Every cell the record wrote, with the index of the measurement written into it.
+    cells: Vec<(usize, LocalCell)>,
+}
+
+impl Shortcut {
+    const fn new() -> Shortcut {
+        Shortcut { generation: 0, values: Vec::new(), cells: Vec::new() }
+    }
 }
 
 /// The views of one key list, and this thread's rows of them.
@@ -140,6 +185,7 @@ fn same_value(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
+#[derive(Clone)]
 struct LocalCell {
     cell: Arc<Cell>,
     /// A value was invalid and the row is the fixed one: count each record.
@@ -168,7 +214,69 @@ impl LocalState {
             keysets: Vec::new(),
             epoch: 0,
             seed: 0,
+            shortcuts: [const { Shortcut::new() }; SHAPE_SLOTS],
         }
+    }
+
+    /// Records through `shape`'s shortcut if this thread's last record of the shape had the same values and
+    /// the views have not changed since; `false`, having recorded nothing, otherwise.
+    #[inline]
+    fn record_shortcut<const M: usize, const K: usize>(
+        &self,
+        shape: &Shape<M, K>,
+        values: &[Value; M],
+        tags: &[&str; K],
+    ) -> bool {
+        let Some(shortcut) = self.shortcuts.get(shape.slot) else { return false };
+        let generation = GENERATION.load(Ordering::Acquire);
+        // Non-finite values are counted and dropped by the general path.
+        if shortcut.generation != generation
+            || self.generation != generation
+            || values.iter().any(|v| matches!(v, Value::Float(v) if !v.is_finite()))
+        {
+            return false;
+        }
+        let Some(kept) = shortcut.values.get(..K) else { return false };
+        if !kept.iter().zip(tags).all(|(a, b)| same_bytes(a.as_bytes(), b.as_bytes())) {
+            return false;
+        }
+        for (m, cell) in &shortcut.cells {
+            if let Some(&value) = values.get(*m) {
+                cell.apply(value);
+            }
+        }
+        true
+    }
+
+    /// Remembers the cells the record just made through the general path wrote, as `shape`'s shortcut. A
+    /// shape whose views also split by keys it does not pass (keys the current tags supply) gets none: its
+    /// rows depend on more than its values.
+    fn remember<const M: usize, const K: usize>(&mut self, shape: &Shape<M, K>, tags: &[&str; K]) {
+        let LocalState { by_measure, targets, keysets, epoch, shortcuts, generation, .. } = self;
+        let Some(shortcut) = shortcuts.get_mut(shape.slot) else { return };
+        shortcut.generation = 0;
+        shortcut.cells.clear();
+        for (at, measure) in shape.measures.iter().enumerate() {
+            let Some(&(start, end)) = by_measure.get(measure.id() as usize) else { continue };
+            for &(k, view) in targets.get(start as usize..end as usize).unwrap_or_default() {
+                let Some(keyset) = keysets.get(k as usize) else { return };
+                let covered = keyset.keys.iter().all(|key| shape.keys.iter().any(|k| k.same(key)));
+                // A key list the record did not reach (its value was dropped as non-finite) has no row for
+                // these values yet.
+                if !covered || keyset.epoch != *epoch {
+                    return;
+                }
+                let cell = keyset.rows.get(keyset.row as usize).and_then(|row| row.cells.get(view as usize));
+                let Some(Some(cell)) = cell else { return };
+                shortcut.cells.push((at, cell.clone()));
+            }
+        }
+        shortcut.values.resize_with(K, String::new);
+        for (kept, tag) in shortcut.values.iter_mut().zip(tags) {
+            kept.clear();
+            kept.push_str(tag);
+        }
+        shortcut.generation = *generation;
     }
 
     #[cold]
@@ -208,6 +316,12 @@ impl LocalState {
             let start = targets.len() as u32;
             targets.extend(subscriptions.views_of(id as u32).iter().map(|&i| slots[i]));
             by_measure.push((start, targets.len() as u32));
+        }
+        // The shortcuts point at the old cells, which the registry folds into its totals once it holds them
+        // alone.
+        for shortcut in &mut self.shortcuts {
+            shortcut.generation = 0;
+            shortcut.cells.clear();
         }
         self.keysets = keysets.into_iter().map(|(_, k)| k).collect();
         self.by_measure = by_measure;
@@ -406,6 +520,48 @@ fn record_from<S: TagSource + ?Sized>(measurements: &[Measurement<'_>], own: &S)
     if !matches!(recorded, Ok(true)) {
         health::count_dropped_records(measurements.len());
     }
+}
+
+/// Records `values` of a layer's measures (one per measure of `shape`, in order), tagged with `tags` (one
+/// per key of `shape`, in order) and the current tags for keys the shape lacks: [`record_with_tags`] with a
+/// per-thread shortcut for tags repeated from the shape's last record.
+pub(crate) fn record_shaped<const M: usize, const K: usize>(
+    shape: &Shape<M, K>,
+    values: [Value; M],
+    tags: [&str; K],
+) {
+    let recorded = THREAD.try_with(|thread| match thread.local.try_borrow_mut() {
+        Ok(mut local) => {
+            if !local.record_shortcut(shape, &values, &tags) {
+                record_shape_slowly(thread, &mut local, shape, &values, &tags);
+            }
+            true
+        }
+        // Re-entered from inside a record (a log subscriber that records, say).
+        Err(_) => false,
+    });
+    // `Err`: the thread is exiting and its state is gone.
+    if !matches!(recorded, Ok(true)) {
+        health::count_dropped_records(M);
+    }
+}
+
+/// [`record_shaped`] without the shortcut, which it then makes.
+#[inline(never)]
+fn record_shape_slowly<const M: usize, const K: usize>(
+    thread: &ThreadStats,
+    local: &mut LocalState,
+    shape: &Shape<M, K>,
+    values: &[Value; M],
+    tags: &[&str; K],
+) {
+    let context = thread.tags.try_borrow();
+    let context = context.as_deref().unwrap_or(&NO_TAGS);
+    let own: SmallVec<[(&TagKey, &str); INLINE_KEYS]> = shape.keys.iter().zip(tags.iter().copied()).collect();
+    let measurements: SmallVec<[Measurement<'_>; 4]> =
+        shape.measures.iter().zip(values).map(|(&measure, &value)| Measurement { measure, value }).collect();
+    local.record(&measurements, &Layered { own: &own[..], context });
+    local.remember(shape, tags);
 }
 
 /// Records `measurements` into every registered view of their measures, tagged with `tags` and, for keys

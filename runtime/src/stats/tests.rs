@@ -438,3 +438,72 @@ async fn reporting_loop_reports_each_period_and_once_more_on_stop() {
     // The panicking exporter did not stop the loop, and its failures went to the health view if registered.
     assert!(reports.view_data("test/reporting_loop").is_some());
 }
+
+/// Records `(route, status, latency)` through a test shape, as the layers record.
+fn record_shape(shape: &record::Shape<2, 2>, route: &str, status: &str, latency: f64) {
+    record::record_shaped(shape, [Value::Int(1), Value::Float(latency)], [route, status]);
+}
+
+#[test]
+fn shaped_records_land_where_general_records_do_through_repeats_switches_and_new_views() {
+    static N: Int64Measure = Int64Measure::new("test/shaped/n", "n", "1");
+    static L: Float64Measure = Float64Measure::new("test/shaped/latency", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE: record::Shape<2, 2> = record::Shape::new(0, [&N.core, &L.core], &KEYS);
+    register(&[
+        view("test/shaped/count", &N, &[ROUTE, STATUS], Aggregation::Count),
+        view("test/shaped/latency", &L, &[STATUS], Aggregation::distribution(&[10.0])),
+    ])
+    .expect("valid views");
+    // Repeats take the shortcut; a switch of either value, or back, must not reuse the last cells.
+    for (route, status) in [("/a", "200"), ("/a", "200"), ("/b", "200"), ("/a", "200"), ("/a", "500")] {
+        record_shape(&SHAPE, route, status, 5.0);
+    }
+    // A non-finite value is dropped and counted by the general path, the finite one beside it recorded.
+    let invalid_before = health::invalid_measurements();
+    record_shape(&SHAPE, "/a", "500", f64::NAN);
+    // At least: tests running beside this one count theirs too.
+    assert!(health::invalid_measurements() > invalid_before, "the NaN is counted");
+    // A view registered after the shortcut was made receives the next repeat.
+    register(&[view("test/shaped/late", &N, &[ROUTE], Aggregation::Sum)]).expect("valid view");
+    record_shape(&SHAPE, "/a", "500", 20.0);
+
+    assert_eq!(
+        rows("test/shaped/count"),
+        vec![
+            (tags(&["/a", "200"]), AggregationData::Count(3)),
+            (tags(&["/a", "500"]), AggregationData::Count(3)),
+            (tags(&["/b", "200"]), AggregationData::Count(1)),
+        ]
+    );
+    let latency = rows("test/shaped/latency");
+    let counts: Vec<(Vec<Option<String>>, i64, Vec<i64>)> = latency
+        .iter()
+        .map(|(t, d)| (t.clone(), distribution(d).count, distribution(d).bucket_counts.clone()))
+        .collect();
+    assert_eq!(counts, vec![(tags(&["200"]), 4, vec![4, 0]), (tags(&["500"]), 2, vec![1, 1])]);
+    assert_eq!(rows("test/shaped/late"), vec![(tags(&["/a"]), AggregationData::SumInt64(1))]);
+}
+
+#[test]
+fn shaped_records_split_by_context_tags_when_a_view_asks_for_them() {
+    static N: Int64Measure = Int64Measure::new("test/shaped_context/n", "n", "1");
+    static L: Float64Measure = Float64Measure::new("test/shaped_context/latency", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE: record::Shape<2, 2> = record::Shape::new(1, [&N.core, &L.core], &KEYS);
+    register(&[view("test/shaped_context/by_method", &N, &[ROUTE, METHOD], Aggregation::Count)])
+        .expect("valid view");
+    // The shape's values repeat, the method from the context does not: each record needs its own row.
+    for method in ["GET", "GET", "POST", "GET"] {
+        with_tags_sync(TagMap::new().with(METHOD, method), || record_shape(&SHAPE, "/a", "200", 1.0));
+    }
+    record_shape(&SHAPE, "/a", "200", 1.0);
+    assert_eq!(
+        rows("test/shaped_context/by_method"),
+        vec![
+            (vec![Some("/a".to_owned()), None], AggregationData::Count(1)),
+            (tags(&["/a", "GET"]), AggregationData::Count(3)),
+            (tags(&["/a", "POST"]), AggregationData::Count(1)),
+        ]
+    );
+}
