@@ -132,7 +132,7 @@ impl Site {
         if !self.layer.is_enabled() {
             return Call::inert();
         }
-        self.begin(http, None)
+        self.begin_either(http, None)
     }
 
     /// Starts a call of a method of `S`, whose name qualifies the default span name (`Users::get`).
@@ -141,7 +141,7 @@ impl Site {
         if !self.layer.is_enabled() {
             return Call::inert();
         }
-        self.begin(http, Some(std::any::type_name::<S>))
+        self.begin_either(http, Some(std::any::type_name::<S>))
     }
 
     /// [`Site::start`] for an `async fn`, into `slot`: a [`Call::slot`] the generated code makes a
@@ -152,7 +152,7 @@ impl Site {
     #[inline]
     pub fn start_at<'c>(&'static self, slot: &'c mut Call, http: Option<HttpView<'_>>) -> CallAt<'c> {
         if self.layer.is_enabled() {
-            *slot = self.begin(http, None);
+            *slot = self.begin_either(http, None);
         }
         CallAt { call: slot }
     }
@@ -165,7 +165,7 @@ impl Site {
         http: Option<HttpView<'_>>,
     ) -> CallAt<'c> {
         if self.layer.is_enabled() {
-            *slot = self.begin(http, Some(std::any::type_name::<S>));
+            *slot = self.begin_either(http, Some(std::any::type_name::<S>));
         }
         CallAt { call: slot }
     }
@@ -174,6 +174,37 @@ impl Site {
     /// a raw path, so the number of rows stays bounded.
     fn pattern_tag(&self) -> &'static str {
         self.route.or(self.name).unwrap_or(self.function)
+    }
+
+    /// [`Site::begin_bare`] when no HTTP request is in scope, else [`Site::begin`]. Inlined into the
+    /// generated code, where `http!` gave a constant `None` or `Some`, so only one of them is called.
+    #[inline(always)]
+    fn begin_either(&'static self, http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Call {
+        match http {
+            None => self.begin_bare(owner),
+            http @ Some(_) => self.begin(http, owner),
+        }
+    }
+
+    /// [`Site::begin`] without a request: no request tags, no trace context in or out, the span a child of
+    /// the current one. A separate function, so that an unsampled call of a fn without HTTP arguments (a
+    /// pipe, typically) runs none of the request's tests and moves no request-shaped state.
+    #[inline(never)]
+    fn begin_bare(&'static self, owner: Option<fn() -> &'static str>) -> Call {
+        let start = Instant::now();
+        let span = if self.skip_span {
+            Span::NONE
+        } else {
+            let fixed_name = self.fixed_name();
+            let span = SpanBuilder::new(fixed_name.unwrap_or(self.function))
+                .kind(self.layer.span_kind())
+                .start_at(start);
+            if fixed_name.is_none() && span.is_sampled() {
+                span.update_name(self.span_name(None, owner));
+            }
+            span
+        };
+        Call { active: Some(Active { site: self, start, span, request: RequestTags::default() }) }
     }
 
     fn begin(&'static self, mut http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Call {
