@@ -228,10 +228,10 @@ impl LocalState {
         tags: &[&str; K],
     ) -> bool {
         let Some(shortcut) = self.shortcuts.get(shape.slot) else { return false };
-        let generation = GENERATION.load(Ordering::Acquire);
-        // Non-finite values are counted and dropped by the general path.
-        if shortcut.generation != generation
-            || self.generation != generation
+        // The shortcut holds its cells, so it stays right while the views do: a registration publishes a
+        // new generation (and the refresh it causes empties every shortcut). Non-finite values are counted
+        // and dropped by the general path.
+        if shortcut.generation != GENERATION.load(Ordering::Acquire)
             || values.iter().any(|v| matches!(v, Value::Float(v) if !v.is_finite()))
         {
             return false;
