@@ -140,11 +140,18 @@ struct Shortcut {
     values: Vec<String>,
     /// Every cell the record wrote, with the index of the measurement written into it.
     cells: Vec<(usize, LocalCell)>,
+    /// Records that missed the shortcut since it was last made.
+    misses: u32,
 }
+
+/// A shortcut that misses is remade from every this many misses, not from each: when a thread's records
+/// rotate between more combinations than one shortcut holds (many endpoints served by one thread), remaking
+/// it each time (copying values, taking and releasing cells) would cost more than it saves.
+const REMAKE_EVERY: u32 = 8;
 
 impl Shortcut {
     const fn new() -> Shortcut {
-        Shortcut { generation: 0, values: Vec::new(), cells: Vec::new() }
+        Shortcut { generation: 0, values: Vec::new(), cells: Vec::new(), misses: 0 }
     }
 }
 
@@ -255,6 +262,7 @@ impl LocalState {
         let LocalState { by_measure, targets, keysets, epoch, shortcuts, generation, .. } = self;
         let Some(shortcut) = shortcuts.get_mut(shape.slot) else { return };
         shortcut.generation = 0;
+        shortcut.misses = 0;
         shortcut.cells.clear();
         for (at, measure) in shape.measures.iter().enumerate() {
             let Some(&(start, end)) = by_measure.get(measure.id() as usize) else { continue };
@@ -559,11 +567,20 @@ fn record_shape_slowly<const M: usize, const K: usize>(
 ) {
     let context = thread.tags.try_borrow();
     let context = context.as_deref().unwrap_or(&NO_TAGS);
-    let own: SmallVec<[(&TagKey, &str); INLINE_KEYS]> = shape.keys.iter().zip(tags.iter().copied()).collect();
-    let measurements: SmallVec<[Measurement<'_>; 4]> =
-        shape.measures.iter().zip(values).map(|(&measure, &value)| Measurement { measure, value }).collect();
+    let own: [(&TagKey, &str); K] = std::array::from_fn(|i| (&shape.keys[i], tags[i]));
+    let measurements: [Measurement<'_>; M] =
+        std::array::from_fn(|i| Measurement { measure: shape.measures[i], value: values[i] });
     local.record(&measurements, &Layered { own: &own[..], context });
-    local.remember(shape, tags);
+    let remake = match local.shortcuts.get_mut(shape.slot) {
+        Some(shortcut) => {
+            shortcut.misses += 1;
+            shortcut.generation == 0 || shortcut.misses >= REMAKE_EVERY
+        }
+        None => false,
+    };
+    if remake {
+        local.remember(shape, tags);
+    }
 }
 
 /// Records `measurements` into every registered view of their measures, tagged with `tags` and, for keys
