@@ -7,10 +7,10 @@
 //!   Target: at most 50 ns over `plain`.
 //! - `oclayer/sampled`: a sampled span with the layer's attributes, ended and queued for export, plus the
 //!   measures, with a pipeline that keeps up. Target: at most 120 ns over `plain`. Timed in chunks of
-//!   [`CHUNK`] calls, the pipeline flushed between chunks outside the timed part: made flat out on one
-//!   core, spans outrun any batcher and the queue stays full, which measures overload (that is
-//!   `oclayer/sampled_flooded`), not a request's path. The same for the router, the async fn and fastrace's
-//!   `root_per_call`, whose `_flooded` rows keep the flood.
+//!   [`CHUNK`](oclayer_benches::CHUNK) calls, the pipeline flushed between chunks outside the timed part:
+//!   made flat out on one core, spans outrun any batcher and the queue stays full, which measures overload
+//!   (that is `oclayer/sampled_flooded`), not a request's path. The same for the router, the async fn and
+//!   fastrace's `root_per_call`, whose `_flooded` rows keep the flood.
 //! - `oclayer/router_*`: the router layer reading an `http::Request` (method, path, host, trace headers).
 //! - `async/*`: the same for an `async fn`, polled once to completion without an executor.
 //! - `fastrace/no_parent`, `tracing/no_subscriber`: the peers when nothing collects (their "disabled").
@@ -37,7 +37,7 @@ use oclayer::config::Config;
 use oclayer::layer::{self, Layer, PipeOutcome};
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::{ThreadCpuTime, oclayer_discarding, peers};
+use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, peers};
 
 // ---- the fns ---------------------------------------------------------------------------------------------
 
@@ -120,33 +120,6 @@ fn pipeline() -> oclayer::Telemetry {
 
 fn request() -> Request<()> {
     Request::get("http://gateway.local/bench/7").header("user-agent", "bench/1.0").body(()).expect("valid")
-}
-
-/// Calls per timed chunk of the sampled cases that keep up: a few hundred, well below a queue's worth
-/// (oclayer's and fastrace's queues hold thousands of spans), so no chunk overflows one.
-const CHUNK: u64 = 256;
-
-/// Times `iters` calls of `call` by `m` in chunks of [`CHUNK`], calling `drain` between chunks outside the
-/// timed part.
-fn chunked<M: Measurement, R>(
-    m: &M,
-    iters: u64,
-    mut call: impl FnMut() -> R,
-    mut drain: impl FnMut(),
-) -> M::Value {
-    let mut total = m.zero();
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = m.start();
-        for _ in 0..n {
-            black_box(call());
-        }
-        total = m.add(&total, &m.end(start));
-        left -= n;
-        drain();
-    }
-    total
 }
 
 fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>, m: &M) {

@@ -4,8 +4,9 @@
 //!   100). Target: 5 ns, and no allocation (`runtime/tests/no_alloc.rs` proves that part).
 //! - `unsampled_child_of_current`: the same with the parent looked up in the current-span slot.
 //! - `sampled_two_attributes`: start a sampled root, set two attributes, end it and push it onto the span
-//!   queue, with a pipeline that keeps up. Target: 60 ns. Timed in chunks of [`CHUNK`] spans, the pipeline
-//!   drained (flushed) between chunks outside the timed part: made flat out on one core, spans outrun any
+//!   queue, with a pipeline that keeps up. Target: 60 ns. Timed in chunks of
+//!   [`CHUNK`](oclayer_benches::CHUNK) spans, the pipeline drained (flushed) between chunks outside the
+//!   timed part: made flat out on one core, spans outrun any
 //!   batcher, the queue stays full and every push drops a cache-cold span, which measures overload (that
 //!   is `sampled_flooded`), not the request path. A chunk is below a batch's worth of queue space, so no
 //!   span of it is dropped; the batcher still wakes during chunks (every batch's worth of spans per thread)
@@ -37,7 +38,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use oclayer::config::Config;
 use oclayer::export::{Exporter, SpanBatch};
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
-use oclayer_benches::ThreadCpuTime;
+use oclayer_benches::{ThreadCpuTime, chunked};
 
 /// Spans [`Counting`] received: what the batcher got through.
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
@@ -89,33 +90,6 @@ fn sampled_span() -> oclayer::trace::Span {
     span.set_attribute("http.status_code", 200);
     span.end();
     black_box(span)
-}
-
-/// Spans per timed chunk of the kept-up cases: a few hundred, well below a queue's worth (oclayer's 64 K
-/// spans, fastrace's 10 K per thread, the OpenTelemetry batch processor's 2 K), so that no chunk overflows a queue.
-const CHUNK: u64 = 256;
-
-/// Times `iters` calls of `span` (its result dropped inside the timed part: that ends a fastrace span) in
-/// chunks of [`CHUNK`], calling `drain` between chunks outside the timed part, by the measurement `m`.
-fn chunked<M: Measurement, R>(
-    m: &M,
-    iters: u64,
-    mut span: impl FnMut() -> R,
-    mut drain: impl FnMut(),
-) -> M::Value {
-    let mut total = m.zero();
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let start = m.start();
-        for _ in 0..n {
-            drop(black_box(span()));
-        }
-        total = m.add(&total, &m.end(start));
-        left -= n;
-        drain();
-    }
-    total
 }
 
 fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, m: &M) {
