@@ -30,7 +30,7 @@ use super::cell::Cell;
 use super::health;
 use super::measure::{MeasureCore, Measurement, Value};
 use super::registry::{self, GENERATION, ViewCollector};
-use super::tag::{TagKey, TagMap, same_bytes};
+use super::tag::{MAX_TAG_LEN, TagKey, TagMap, same_bytes};
 
 /// Where a record's tag values come from.
 pub(crate) trait TagSource {
@@ -279,7 +279,14 @@ impl LocalState {
                 shortcut.cells.push((at, cell.clone()));
             }
         }
-        shortcut.values.resize_with(K, String::new);
+        // Room for any valid value from the start, so that remaking the shortcut never allocates: its first
+        // record (which makes rows and cells) is the only one of a shape that may. A longer value (to be
+        // fixed) gets no shortcut.
+        shortcut.values.resize_with(K, || String::with_capacity(MAX_TAG_LEN));
+        if tags.iter().any(|tag| tag.len() > MAX_TAG_LEN) {
+            shortcut.cells.clear();
+            return;
+        }
         for (kept, tag) in shortcut.values.iter_mut().zip(tags) {
             kept.clear();
             kept.push_str(tag);
