@@ -12,6 +12,12 @@
 //! takes the slow path once per view: it locks the view's row table, allocates the row and the cell, and
 //! keeps them.
 //!
+//! The layers' records go one step shorter ([`record_shaped`]): their measures and tag keys are fixed (a
+//! [`Shape`]), so each thread keeps, per shape, the values of a recent record and the cells it wrote; a
+//! record with the same values checks the registry's generation, compares the values and writes those cells.
+//! Only records whose every view splits by the shape's own keys get one (a view that also splits by a tag of
+//! the current context needs the general path).
+//!
 //! The rows are keyed by the values as given, before sanitizing, so a value that had to be fixed does not
 //! take the slow path again: its cell is the fixed row's cell and remembers to count the fix.
 //!
