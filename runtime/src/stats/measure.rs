@@ -151,7 +151,7 @@ impl<T: MeasureValue> Measure<T> {
         self.core.descriptor()
     }
 
-    /// A measurement of `value`, to pass to [`record`](super::record).
+    /// A measurement of `value`, to pass to [`record`](super::record()).
     #[inline]
     pub fn m(&self, value: T) -> Measurement<'_> {
         Measurement { measure: &self.core, value: value.into_value() }
