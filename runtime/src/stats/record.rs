@@ -135,10 +135,18 @@ impl<const M: usize, const K: usize> Shape<M, K> {
     ) -> Self {
         Shape { slot, measures, keys }
     }
+
+    /// What identifies this shape in a [`Shortcut`]: shapes are statics, so their addresses stay theirs.
+    fn address(&'static self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
 }
 
 /// What a thread remembers of a shape's last record.
 struct Shortcut {
+    /// The address of the shape it was made for: a slot given to two shapes (a mistake) must never write
+    /// one shape's values into the other's cells, only miss.
+    shape: usize,
     /// The [`LocalState::generation`] the cells belong to; 0 when there is no shortcut.
     generation: u64,
     /// The tag values, one per key of the shape. Kept as strings that are cleared and refilled, so switching
@@ -157,7 +165,7 @@ const REMAKE_EVERY: u32 = 8;
 
 impl Shortcut {
     const fn new() -> Shortcut {
-        Shortcut { generation: 0, values: Vec::new(), cells: Vec::new(), misses: 0 }
+        Shortcut { shape: 0, generation: 0, values: Vec::new(), cells: Vec::new(), misses: 0 }
     }
 }
 
@@ -236,11 +244,14 @@ impl LocalState {
     #[inline]
     fn record_shortcut<const M: usize, const K: usize>(
         &self,
-        shape: &Shape<M, K>,
+        shape: &'static Shape<M, K>,
         values: &[Value; M],
         tags: &[&str; K],
     ) -> bool {
         let Some(shortcut) = self.shortcuts.get(shape.slot) else { return false };
+        if shortcut.shape != shape.address() {
+            return false;
+        }
         // The shortcut holds its cells, so it stays right while the views do: a registration publishes a
         // new generation (and the refresh it causes empties every shortcut). Non-finite values are counted
         // and dropped by the general path.
@@ -264,9 +275,10 @@ impl LocalState {
     /// Remembers the cells the record just made through the general path wrote, as `shape`'s shortcut. A
     /// shape whose views also split by keys it does not pass (keys the current tags supply) gets none: its
     /// rows depend on more than its values.
-    fn remember<const M: usize, const K: usize>(&mut self, shape: &Shape<M, K>, tags: &[&str; K]) {
+    fn remember<const M: usize, const K: usize>(&mut self, shape: &'static Shape<M, K>, tags: &[&str; K]) {
         let LocalState { by_measure, targets, keysets, epoch, shortcuts, generation, .. } = self;
         let Some(shortcut) = shortcuts.get_mut(shape.slot) else { return };
+        shortcut.shape = shape.address();
         shortcut.generation = 0;
         shortcut.misses = 0;
         shortcut.cells.clear();
@@ -549,7 +561,7 @@ fn record_from<S: TagSource + ?Sized>(measurements: &[Measurement<'_>], own: &S)
 /// per key of `shape`, in order) and the current tags for keys the shape lacks: [`record_with_tags`] with a
 /// per-thread shortcut for tags repeated from the shape's last record.
 pub(crate) fn record_shaped<const M: usize, const K: usize>(
-    shape: &Shape<M, K>,
+    shape: &'static Shape<M, K>,
     values: [Value; M],
     tags: [&str; K],
 ) {
@@ -574,7 +586,7 @@ pub(crate) fn record_shaped<const M: usize, const K: usize>(
 fn record_shape_slowly<const M: usize, const K: usize>(
     thread: &ThreadStats,
     local: &mut LocalState,
-    shape: &Shape<M, K>,
+    shape: &'static Shape<M, K>,
     values: &[Value; M],
     tags: &[&str; K],
 ) {
@@ -587,7 +599,7 @@ fn record_shape_slowly<const M: usize, const K: usize>(
     let remake = match local.shortcuts.get_mut(shape.slot) {
         Some(shortcut) => {
             shortcut.misses += 1;
-            shortcut.generation == 0 || shortcut.misses >= REMAKE_EVERY
+            shortcut.generation == 0 || shortcut.shape != shape.address() || shortcut.misses >= REMAKE_EVERY
         }
         None => false,
     };

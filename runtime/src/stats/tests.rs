@@ -440,7 +440,7 @@ async fn reporting_loop_reports_each_period_and_once_more_on_stop() {
 }
 
 /// Records `(route, status, latency)` through a test shape, as the layers record.
-fn record_shape(shape: &record::Shape<2, 2>, route: &str, status: &str, latency: f64) {
+fn record_shape(shape: &'static record::Shape<2, 2>, route: &str, status: &str, latency: f64) {
     record::record_shaped(shape, [Value::Int(1), Value::Float(latency)], [route, status]);
 }
 
@@ -506,4 +506,29 @@ fn shaped_records_split_by_context_tags_when_a_view_asks_for_them() {
             (tags(&["/a", "POST"]), AggregationData::Count(1)),
         ]
     );
+}
+
+#[test]
+fn two_shapes_given_one_slot_keep_their_records_apart() {
+    static A: Int64Measure = Int64Measure::new("test/shared_slot/a", "a", "1");
+    static B: Int64Measure = Int64Measure::new("test/shared_slot/b", "b", "1");
+    static LA: Float64Measure = Float64Measure::new("test/shared_slot/la", "ms", "ms");
+    static LB: Float64Measure = Float64Measure::new("test/shared_slot/lb", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE_A: record::Shape<2, 2> = record::Shape::new(2, [&A.core, &LA.core], &KEYS);
+    static SHAPE_B: record::Shape<2, 2> = record::Shape::new(2, [&B.core, &LB.core], &KEYS);
+    register(&[
+        view("test/shared_slot/a", &A, &[ROUTE], Aggregation::Count),
+        view("test/shared_slot/b", &B, &[ROUTE], Aggregation::Count),
+    ])
+    .expect("valid views");
+    // The same tag values through both shapes, interleaved and repeated: a shortcut made for one shape must
+    // never write the other's records into its cells.
+    for _ in 0..20 {
+        record_shape(&SHAPE_A, "/a", "200", 1.0);
+        record_shape(&SHAPE_A, "/a", "200", 1.0);
+        record_shape(&SHAPE_B, "/a", "200", 1.0);
+    }
+    assert_eq!(rows("test/shared_slot/a"), vec![(tags(&["/a"]), AggregationData::Count(40))]);
+    assert_eq!(rows("test/shared_slot/b"), vec![(tags(&["/a"]), AggregationData::Count(20))]);
 }
