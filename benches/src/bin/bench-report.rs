@@ -570,6 +570,14 @@ fn check(target: &Target, results: &HashMap<String, Estimate>) -> String {
                 } else {
                     ""
                 };
+                // More work measured faster than less: the baseline's samples were disturbed, and no
+                // verdict can be read from the pair.
+                if percent < 0.0 && noise.is_empty() {
+                    return format!(
+                        "Target {text}: {percent:+.1} %: not conclusive (faster than the baseline beyond the \
+                         spread: the run was disturbed; run it again)"
+                    );
+                }
                 format!("Target {text}: {percent:+.1} % {}{noise}", verdict(percent <= max_percent))
             }
             _ => format!("Target {text}: not run"),
@@ -684,6 +692,10 @@ mod tests {
         let over =
             check(&Target::MaxOverhead { row: "b", baseline: "a", max_percent: 2.0, text: "t" }, &results);
         assert_eq!(over, "Target t: +233.3 % ✗ **missed**");
+        let faster =
+            check(&Target::MaxOverhead { row: "a", baseline: "b", max_percent: 2.0, text: "t" }, &results);
+        assert!(faster.starts_with("Target t: -70.0 %: not conclusive"), "{faster}");
+        assert!(!faster.contains("met"), "a disturbed baseline gives no verdict: {faster}");
         let throughput = check(&Target::MinRate { row: "r", min: 1e6, text: "t" }, &results);
         assert_eq!(throughput, "Target t: 3.00 M spans/s ✓ met");
         let absent = check(&Target::MinRate { row: "x", min: 1e6, text: "t" }, &results);
