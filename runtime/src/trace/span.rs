@@ -223,22 +223,6 @@ impl Span {
         }
     }
 
-    /// Sets several attributes at once, each as [`Span::set_attribute`] would (the last value of a key wins,
-    /// the same limits and cut), under one lock instead of one per attribute: for the layers, which set a
-    /// handful together. Does nothing when the span is not sampled or has ended.
-    ///
-    /// The iterator is advanced while the span's recording is locked, so it must not record into this span
-    /// (the lock would spin forever) and should run no user code: pass values already converted, e.g. an
-    /// array, with optional ones as `Option`s flattened.
-    // Not used inside this crate's own modules yet: the layers (`private.rs`) are its caller.
-    #[cfg_attr(not(test), allow(dead_code))]
-    #[inline]
-    pub(crate) fn set_attributes(&self, attributes: impl IntoIterator<Item = Attribute>) {
-        if let Repr::Sampled(inner) = &self.repr {
-            inner.set_attributes(attributes.into_iter());
-        }
-    }
-
     /// Adds an annotation: a timestamped note. Beyond
     /// [`MAX_ANNOTATIONS`](super::limits::MAX_ANNOTATIONS) they are dropped and counted. The description
     /// is cut to [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
@@ -482,17 +466,6 @@ impl SpanInner {
         if let Some(mut record) = self.recording() {
             let record = &mut *record;
             insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
-        }
-    }
-
-    #[inline(never)]
-    fn set_attributes(&self, attributes: impl Iterator<Item = Attribute>) {
-        if let Some(mut record) = self.recording() {
-            let record = &mut *record;
-            for (key, value) in attributes {
-                let value = limit_value(value);
-                insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
-            }
         }
     }
 

@@ -2,7 +2,6 @@
 //! pipeline (they pass a per-span sampler), so they run in parallel with everything else; the pipeline is
 //! tested in `runtime/tests/trace_pipeline.rs`.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
@@ -181,33 +180,6 @@ fn limits_drop_and_count() {
     assert_eq!(data.time_events.len(), MAX_ANNOTATIONS + MAX_MESSAGE_EVENTS);
     assert_eq!(data.links.len(), MAX_LINKS);
     assert_eq!(data.dropped_links, 2);
-}
-
-#[test]
-fn set_attributes_follows_set_attribute_rules_under_one_lock() {
-    let attribute = |key: String, value: AttributeValue| (Cow::Owned(key), value);
-    let span = sampled_root("root");
-    span.set_attribute("key0", "first");
-    // Last write wins within one batch and across calls; beyond the limit new keys are dropped and
-    // counted; long strings are cut.
-    let batch = (0..MAX_ATTRIBUTES + 3).map(|i| attribute(format!("key{i}"), AttributeValue::Int(i as i64)));
-    span.set_attributes(batch);
-    span.set_attributes([
-        attribute("key1".into(), AttributeValue::Bool(true)),
-        attribute("key1".into(), AttributeValue::Bool(false)),
-        attribute("long".into(), AttributeValue::String("x".repeat(MAX_STRING_BYTES * 2).into())),
-    ]);
-    span.end();
-    span.set_attributes([attribute("after".into(), AttributeValue::Bool(true))]);
-    let data = exported(&span);
-    assert_eq!(data.attributes.entries.len(), MAX_ATTRIBUTES);
-    assert_eq!(data.attributes.dropped, 4, "3 extra keys and the long one, none after the end");
-    assert_eq!(data.attributes.entries[0], (Cow::Borrowed("key0"), AttributeValue::Int(0)));
-    assert_eq!(data.attributes.entries[1], (Cow::Borrowed("key1"), AttributeValue::Bool(false)));
-
-    let unsampled = SpanBuilder::new("u").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
-    unsampled.set_attributes([attribute("ignored".into(), AttributeValue::Bool(true))]);
-    assert!(unsampled.take_data_for_test().is_none());
 }
 
 #[test]
