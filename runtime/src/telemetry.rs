@@ -79,19 +79,23 @@ impl TelemetryBuilder {
         self
     }
 
-    /// How many finished spans may wait for the exporters before the oldest are dropped; default
-    /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The queue is allocated up front,
-    /// 16 bytes a span. Besides the queued spans, exported spans' allocations are kept for reuse by new
-    /// ones: at most 512 in a shared pool and 32 per thread that makes sampled spans (a thread's are freed
-    /// when it exits).
+    /// How many finished spans each thread may have waiting for the exporters before its oldest are
+    /// dropped (rounded up to a power of two); default
+    /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The bound is per thread: each
+    /// thread that ends sampled spans gets a ring of its own, allocated on its first one, about 0.7 KiB a
+    /// span (700 KiB per thread by default; with 64 such threads, 45 MiB at most), kept after the thread
+    /// exits until the spans in it are exported. Besides the queued spans, ended spans' allocations are
+    /// kept for reuse by new ones: at most 512 in a shared pool and 32 per thread that makes sampled spans
+    /// (a thread's are freed when it exits).
     pub fn span_queue_capacity(mut self, spans: usize) -> TelemetryBuilder {
         self.span_queue_capacity = spans.max(1);
         self
     }
 
     /// Spans per batch handed to the exporters; default
-    /// [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE). A batch goes out as soon as it is full.
-    /// Above the queue capacity, batches go out by age only.
+    /// [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE). A batch goes out as soon as one thread has
+    /// ended that many spans since the last. Above the (per-thread) queue capacity, batches go out by age
+    /// only.
     pub fn span_batch_size(mut self, spans: usize) -> TelemetryBuilder {
         self.span_batch_size = spans.max(1);
         self

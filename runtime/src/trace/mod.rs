@@ -33,6 +33,7 @@ mod instrument;
 pub mod limits;
 pub(crate) mod pipeline;
 pub mod propagation;
+mod ring;
 mod running;
 mod sampler;
 mod span;

@@ -1,29 +1,38 @@
 //! The span pipeline: from a span's end to the exporters.
 //!
-//! Ending a sampled span pushes it onto a bounded lock-free queue ([`SpanSink`]); that is all the request
-//! path does. A full queue drops its oldest span and counts it ([`dropped_spans`]). The batcher, on the
-//! pipeline's background thread, pops spans in batches (by size, or when the oldest has waited the batch
-//! timeout), turns them into [`SpanData`](super::SpanData) and hands each batch to every exporter. It also
-//! logs drops, at most once per [`DROP_LOG_INTERVAL`].
+//! Each thread that ends sampled spans moves each one's recording into a bounded ring of its own
+//! ([`ring`](super::ring): one producer, plain stores, no read-modify-write); that is all the request path
+//! does. A full ring drops its oldest span and counts it ([`dropped_spans`]). The rings are registered with
+//! the installed [`SpanSink`]; the batcher, on the pipeline's background thread, walks them and pops spans
+//! in batches (by size, or when the batch timeout passes), turns them into [`SpanData`](super::SpanData)
+//! and hands each batch to every exporter. It also logs drops, at most once per [`DROP_LOG_INTERVAL`].
+//!
+//! A ring outlives its thread: the sink keeps it until the batcher has emptied it, so spans ended on a
+//! thread that exited are still delivered (by the next batch, the batch timeout, `flush` or `shutdown`).
 //!
 //! The size trigger is counted per thread: a thread wakes the batcher once it has pushed a batch's worth
-//! of spans since its last wake (or when it finds the queue full), so a push never reads the queue's
-//! length, whose head the batcher's core keeps writing (that read cost as much as the rest of the
-//! hand-off). With several threads a queue may hold up to a batch per thread before the batcher wakes;
-//! the batch timeout bounds how long any span waits.
+//! of spans since its last wake (or when its ring is full), so a push never reads what the batcher's core
+//! writes. With several threads the rings may hold up to a batch per thread before the batcher wakes; the
+//! batch timeout bounds how long any span waits.
 //!
-//! Only one sink is installed at a time (one pipeline per process); with none, ended spans are discarded.
+//! The bound is per thread ([`DEFAULT_QUEUE_CAPACITY`] spans each, the builder's `span_queue_capacity`):
+//! a thread's ring holds its own spans, so a burst on one thread drops that thread's oldest spans, never
+//! another's. Slots are allocated on a thread's first sampled span.
+//!
+//! Only one sink is installed at a time (one pipeline per process); with none, ended spans are discarded
+//! (their recording is not even moved out).
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crossbeam_queue::ArrayQueue;
 use tokio::sync::Notify;
 
-use super::span::{self, SpanInner};
+use super::SpanData;
+use super::ring::{Producer, Pushed, Ring};
+use super::span::{FINISHED_LINES, Finished, take_finished};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
 use crate::stats::health;
@@ -31,8 +40,9 @@ use crate::stats::health;
 /// The exporter tag of drops made by the span queue (not by one exporter) in the health views.
 const PIPELINE: &str = "pipeline";
 
-/// Spans the queue holds by default before dropping the oldest.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 64 * 1024;
+/// Finished spans each thread's ring holds by default before dropping its oldest (a slot is about 0.7 KiB,
+/// so about 700 KiB per thread that ends sampled spans, allocated on its first one).
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Spans per exported batch by default.
 pub const DEFAULT_BATCH_SIZE: usize = 300;
 /// How long a span waits in the queue at most, by default, before its batch goes out anyway.
@@ -49,23 +59,25 @@ static SINK: Mutex<Option<Arc<SpanSink>>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// This thread's copy of [`SINK`] and the generation it was taken at: a span's end then reaches the
-    /// queue with one shared load and no reference-count traffic (an `ArcSwap` load cost a third of the
-    /// hand-off). An idle thread's copy keeps an uninstalled sink's memory until the thread ends a span
-    /// or exits; the batcher has delivered everything in it by then.
+    /// This thread's copy of [`SINK`], the generation it was taken at, and this thread's ring in it: a
+    /// span's end then reaches its ring with one shared load and no reference-count traffic. An idle
+    /// thread's copy keeps an uninstalled sink's memory until the thread ends a span or exits; the batcher
+    /// has delivered everything in it by then.
     static CACHED_SINK: RefCell<CachedSink> =
-        const { RefCell::new(CachedSink { generation: 0, sink: None, pushed: 0 }) };
+        const { RefCell::new(CachedSink { generation: 0, sink: None, producer: None, pushed: 0 }) };
 }
 
 /// A thread's view of the installed sink.
 struct CachedSink {
     generation: u64,
     sink: Option<Arc<SpanSink>>,
+    /// This thread's ring in `sink`, made on its first span.
+    producer: Option<Producer<Finished>>,
     /// Spans this thread pushed since it last woke the batcher (or took this copy).
     pushed: usize,
 }
 
-/// Spans dropped because the queue was full, since the process started.
+/// Spans dropped because a ring was full, since the process started.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// How many finished spans were dropped because the span queue was full (the exporters could not keep
@@ -75,35 +87,38 @@ pub fn dropped_spans() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Hands an ended sampled span to the installed pipeline, if any.
+/// Hands an ended sampled span to the installed pipeline, if any: `write` moves the span's recording into
+/// the slot it is given (uninitialised; it must initialise it completely and must not panic). With no
+/// pipeline, `write` is not called.
 #[inline]
-pub(crate) fn submit(span: Arc<SpanInner>) {
+pub(crate) fn submit(write: impl FnOnce(*mut Finished)) {
     let generation = GENERATION.load(Ordering::Acquire);
-    let mut span = Some(span);
+    let mut write = Some(write);
     let handled = CACHED_SINK
         .try_with(|cached| {
-            // Busy only if a push re-entered here (it does not: queued spans have ended, so dropping one
-            // submits nothing); the slow path below then serves it rather than a panic.
+            // Busy only if a push re-entered here (it does not: writing a slot and dropping the oldest entry
+            // end no span); the slow path below then serves it rather than a panic.
             let Ok(mut cached) = cached.try_borrow_mut() else { return false };
             if cached.generation != generation {
-                *cached = CachedSink { generation, sink: installed(), pushed: 0 };
+                *cached = CachedSink { generation, sink: installed(), producer: None, pushed: 0 };
             }
             let cached = &mut *cached;
             if let Some(sink) = &cached.sink
-                && let Some(span) = span.take()
+                && let Some(write) = write.take()
             {
-                sink.push(span, &mut cached.pushed);
+                let producer = cached.producer.get_or_insert_with(|| sink.new_producer());
+                sink.push(producer, write, &mut cached.pushed);
             }
             true
         })
         .unwrap_or(false);
-    // The thread's locals are being torn down: use the installed sink without keeping a copy (nor a count:
-    // this span waits for a wake by another thread, a full queue, or the batch timeout).
+    // The thread's locals are being torn down: push into the sink's shared ring (nor a count: this span
+    // waits for a wake by another thread, a full ring, or the batch timeout).
     if !handled
-        && let Some(span) = span.take()
+        && let Some(write) = write.take()
         && let Some(sink) = installed()
     {
-        sink.push(span, &mut 0);
+        sink.push_shared(write);
     }
 }
 
@@ -132,54 +147,86 @@ pub(crate) fn uninstall() {
     replace_sink(None);
 }
 
-/// The bounded queue between ended spans and the batcher.
+/// The rings between ended spans and the batcher.
 pub(crate) struct SpanSink {
-    queue: ArrayQueue<Arc<SpanInner>>,
+    /// Every thread's ring, kept until emptied after its thread let go of it.
+    rings: Mutex<Vec<Arc<Ring<Finished>>>>,
+    /// A ring for threads whose own is gone (spans ended while the thread's locals are torn down), made
+    /// on first use; pushes into it take the lock.
+    shared: Mutex<Option<Producer<Finished>>>,
+    /// Spans per thread's ring.
+    ring_capacity: usize,
     batch_size: usize,
     /// Wakes the batcher when a full batch is waiting.
     full_batch: Notify,
     /// Set by the producer that woke the batcher, cleared by the batcher: one wake-up per batch, not one
     /// per span.
     wake_pending: AtomicBool,
+    /// Which ring the next batch starts from, so that a busy thread does not keep the others' spans waiting.
+    rotation: AtomicUsize,
 }
 
 impl SpanSink {
-    /// A queue of `capacity` spans (at least 1) that wakes the batcher every `batch_size` spans. With a
-    /// batch size above the capacity, batches go out by age only.
+    /// Rings of `capacity` spans per thread (at least 1, rounded up to a power of two) and a batcher woken
+    /// every `batch_size` spans a thread ends. With a batch size above a ring's capacity, batches go out by
+    /// age only.
     pub(crate) fn new(capacity: usize, batch_size: usize) -> SpanSink {
         SpanSink {
-            queue: ArrayQueue::new(capacity.max(1)),
+            rings: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
+            ring_capacity: capacity.max(1).checked_next_power_of_two().unwrap_or(1 << (usize::BITS - 1)),
             batch_size: batch_size.max(1),
             full_batch: Notify::new(),
             wake_pending: AtomicBool::new(false),
+            rotation: AtomicUsize::new(0),
         }
     }
 
-    /// Queues `span`, dropping the oldest if the queue is full. `pushed` is the calling thread's count of
-    /// spans since it last woke the batcher (see the module docs).
+    fn rings(&self) -> MutexGuard<'_, Vec<Arc<Ring<Finished>>>> {
+        self.rings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new ring, registered with the batcher. Out of line: once per thread.
+    #[cold]
+    fn new_producer(&self) -> Producer<Finished> {
+        let (ring, producer) = Ring::with_capacity(self.ring_capacity);
+        self.rings().push(ring);
+        producer
+    }
+
+    /// Queues the span `write` writes into `producer`'s ring, dropping the ring's oldest if it is full.
+    /// `pushed` is the calling thread's count of spans since it last woke the batcher (see the module docs).
     #[inline]
-    fn push(&self, span: Arc<SpanInner>, pushed: &mut usize) {
+    fn push(&self, producer: &mut Producer<Finished>, write: impl FnOnce(*mut Finished), pushed: &mut usize) {
         *pushed += 1;
         let mut wake = *pushed >= self.batch_size;
-        if let Some(oldest) = self.queue.force_push(span) {
+        if producer.push_with(write) == Pushed::DroppedOldest {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-            // Into the pool rather than freed: a thread that overruns the queue keeps reusing allocations
-            // instead of paying a free and a malloc per span, which would slow it further.
-            span::recycle(oldest);
             // A full batch is waiting whatever the threads' counts say.
             wake = true;
         }
+        // The next slot's lines come over from the batcher's core while this thread does other work.
+        producer.prefetch_next(FINISHED_LINES);
         if wake {
             *pushed = 0;
             self.wake();
         }
     }
 
+    /// [`push`](Self::push) into the shared ring, for a thread without its own.
+    #[cold]
+    fn push_shared(&self, write: impl FnOnce(*mut Finished)) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let producer = shared.get_or_insert_with(|| self.new_producer());
+        self.push(producer, write, &mut 0);
+    }
+
     /// Wakes the batcher unless a wake is already pending.
     #[cold]
     fn wake(&self) {
-        // With a batch larger than the queue, batches go by age only: the batcher would find none.
-        if self.queue.capacity() < self.batch_size {
+        // With a batch larger than a ring, batches go by age only: a full ring must not wake the batcher
+        // for every span.
+        if self.ring_capacity < self.batch_size {
             return;
         }
         if !self.wake_pending.load(Ordering::Relaxed) && !self.wake_pending.swap(true, Ordering::AcqRel) {
@@ -187,26 +234,53 @@ impl SpanSink {
         }
     }
 
-    /// Up to `max` queued spans, oldest first, as exporters receive them.
+    /// How many spans the rings hold, as of a moment ago.
+    fn len(&self) -> usize {
+        self.rings().iter().map(|ring| ring.len()).sum()
+    }
+
+    /// Up to `max` queued spans, as exporters receive them: each thread's in the order they ended. Also
+    /// forgets the rings that are empty and whose thread let go of them.
     fn pop(&self, max: usize) -> SpanBatch {
-        // The spans first, then their data written straight into the batch: collecting the data into a
-        // `Vec` and converting it copied every `SpanData` a second time (a sixth of the batcher's work per
-        // span). A slice iterator's exact length lets `Arc<[_]>` be filled in place; the queue's own length
-        // would not do, since a producer may drop the oldest span meanwhile.
-        let mut popped = Vec::with_capacity(max.min(self.queue.len()));
-        while popped.len() < max {
-            match self.queue.pop() {
-                Some(span) => popped.push(span),
-                None => break,
-            }
+        let mut rings = self.rings();
+        rings.retain(|ring| Arc::strong_count(ring) > 1 || !ring.is_empty());
+        // Spans leave a ring only through a consumer (a full ring's producer drops one for each it adds), and
+        // the batcher is the only consumer: at least this many are there to pop.
+        let available = rings.iter().map(|ring| ring.len()).sum::<usize>().min(max);
+        if available == 0 {
+            return SpanBatch::from([]);
         }
         // One reading of the wall clock places every span of the batch (see `span`'s module docs).
         let clock = WallClock::now();
-        let batch = popped.iter().map(|span| span.take_span_data(&clock)).collect();
-        for span in popped {
-            span::recycle(span);
+        // Written straight into the batch: collecting into a `Vec` and converting copied every `SpanData`
+        // a second time.
+        let mut batch = Arc::<[SpanData]>::new_uninit_slice(available);
+        let slots = Arc::get_mut(&mut batch).unwrap_or_else(|| unreachable!("a new Arc has no other handle"));
+        let mut filled = 0;
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % rings.len();
+        'rings: for ring in rings.iter().cycle().skip(start).take(rings.len()) {
+            while filled < available {
+                // SAFETY: `pop_with` hands over an initialised entry this thread alone reads; `take_finished`
+                // moves it out, as `pop_with` requires, and does not panic.
+                let Some(span) = ring.pop_with(|slot| unsafe { take_finished(slot, &clock) }) else {
+                    continue 'rings;
+                };
+                slots[filled].write(span);
+                filled += 1;
+            }
+            break;
         }
-        batch
+        drop(rings);
+        if filled < available {
+            // Not expected (see above); without the guarantee, the spans popped are still delivered.
+            let popped: Vec<SpanData> =
+                // SAFETY: the first `filled` were written above; each is read once, and the `Arc` of
+                // `MaybeUninit` does not drop them again.
+                slots[..filled].iter().map(|span| unsafe { span.assume_init_read() }).collect();
+            return popped.into();
+        }
+        // SAFETY: all `available` entries were written above.
+        unsafe { batch.assume_init() }
     }
 }
 
@@ -268,7 +342,7 @@ impl Batcher {
             Due::FullBatch => {
                 // Cleared before popping: a producer pushing meanwhile wakes us again rather than being lost.
                 self.sink.wake_pending.store(false, Ordering::Release);
-                while self.sink.queue.len() >= self.sink.batch_size {
+                while self.sink.len() >= self.sink.batch_size {
                     self.send(self.sink.pop(self.sink.batch_size));
                 }
             }
@@ -284,7 +358,7 @@ impl Batcher {
     pub(crate) fn send_all(&mut self) {
         self.record_drops();
         self.sink.wake_pending.store(false, Ordering::Release);
-        let mut left = self.sink.queue.len();
+        let mut left = self.sink.len();
         while left > 0 {
             let batch = self.sink.pop(left.min(self.sink.batch_size));
             if batch.is_empty() {
@@ -341,141 +415,142 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::span::finished_for_test;
 
     fn wake_pending(sink: &SpanSink) -> bool {
         sink.wake_pending.swap(false, Ordering::AcqRel)
     }
 
-    #[test]
-    fn a_thread_wakes_the_batcher_after_a_batch_of_its_own_or_at_a_full_queue() {
-        let sink = SpanSink::new(4, 3);
-        let (mut first, mut second) = (0, 0);
-        sink.push(span::ended_for_test("wake-1"), &mut first);
-        sink.push(span::ended_for_test("wake-2"), &mut second);
-        sink.push(span::ended_for_test("wake-3"), &mut first);
-        assert!(!wake_pending(&sink), "3 queued, but neither thread pushed a batch's worth");
-        sink.push(span::ended_for_test("wake-4"), &mut first);
-        assert!(wake_pending(&sink), "the first thread's third span");
-        assert_eq!(first, 0, "its count starts again");
-        let dropped = dropped_spans();
-        sink.push(span::ended_for_test("wake-5"), &mut second);
-        assert!(wake_pending(&sink), "a full queue wakes whatever the counts");
-        assert_eq!(dropped_spans() - dropped, 1);
-        assert_eq!(sink.pop(10).len(), 4);
+    fn push(sink: &SpanSink, producer: &mut Producer<Finished>, name: &'static str, pushed: &mut usize) {
+        sink.push(producer, |slot| finished_for_test(name, slot), pushed);
+    }
 
-        // With batches by age only (a batch larger than the queue), nothing wakes the batcher.
+    fn names(batch: &SpanBatch) -> Vec<&str> {
+        batch.iter().map(|span| span.name.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_thread_wakes_the_batcher_after_a_batch_of_its_own_or_at_a_full_ring() {
+        let sink = SpanSink::new(4, 3);
+        let (mut first, mut second) = (sink.new_producer(), sink.new_producer());
+        let (mut first_count, mut second_count) = (0, 0);
+        push(&sink, &mut first, "wake-1", &mut first_count);
+        push(&sink, &mut second, "wake-2", &mut second_count);
+        push(&sink, &mut first, "wake-3", &mut first_count);
+        assert!(!wake_pending(&sink), "3 queued, but neither thread pushed a batch's worth");
+        push(&sink, &mut first, "wake-4", &mut first_count);
+        assert!(wake_pending(&sink), "the first thread's third span");
+        assert_eq!(first_count, 0, "its count starts again");
+        push(&sink, &mut first, "wake-5", &mut first_count);
+        assert!(!wake_pending(&sink), "4 in the first ring: full, nothing dropped yet");
+        let dropped = dropped_spans();
+        push(&sink, &mut first, "wake-6", &mut first_count);
+        assert!(wake_pending(&sink), "a full ring wakes whatever the counts");
+        assert_eq!(dropped_spans() - dropped, 1);
+        let batch = sink.pop(10);
+        let mut popped = names(&batch);
+        popped.sort_unstable();
+        assert_eq!(popped, ["wake-2", "wake-3", "wake-4", "wake-5", "wake-6"], "wake-1 was the oldest");
+
+        // With batches by age only (a batch larger than a ring), nothing wakes the batcher.
         let by_age = SpanSink::new(2, 3);
+        let mut producer = by_age.new_producer();
         let mut pushed = 0;
         for name in ["age-1", "age-2", "age-3", "age-4"] {
-            by_age.push(span::ended_for_test(name), &mut pushed);
+            push(&by_age, &mut producer, name, &mut pushed);
         }
         assert!(!wake_pending(&by_age));
     }
 
     #[test]
-    fn span_allocations_are_reused_from_the_threads_own_pool_which_moves_in_chunks() {
-        // A thread of its own: the pool is per thread (other tests' spans may still pass through the shared
-        // pool, so counts are checked relative to what this thread's pool held).
-        std::thread::spawn(|| {
-            let first = span::ended_for_test("pool-first");
-            let address = Arc::as_ptr(&first);
-            drop(first.take_span_data(&WallClock::now()));
-            let held = span::pooled_here_for_test();
-            span::recycle(first);
-            assert_eq!(span::pooled_here_for_test(), held + 1);
-            let second = span::ended_for_test("pool-second");
-            assert_eq!(Arc::as_ptr(&second), address, "the next sampled span reuses it");
-            assert_eq!(span::pooled_here_for_test(), held);
-
-            let spans: Vec<_> = (0..=span::CHUNK).map(|_| span::ended_for_test("pool-many")).collect();
-            let mut handed_over = 0;
-            for span in spans {
-                drop(span.take_span_data(&WallClock::now()));
-                let before = span::pooled_here_for_test();
-                span::recycle(span);
-                let after = span::pooled_here_for_test();
-                if before == span::CHUNK {
-                    assert_eq!(after, 1, "a full pool hands its chunk over and starts a new one");
-                    handed_over += 1;
-                } else {
-                    assert_eq!(after, before + 1);
-                }
-            }
-            assert!(handed_over >= 1, "{} spans recycled into a pool of {}", span::CHUNK + 1, span::CHUNK);
-        })
-        .join()
-        .expect("the pool test's thread");
+    fn each_threads_spans_come_out_in_order_and_a_batch_takes_from_every_ring() {
+        let sink = SpanSink::new(8, 100);
+        let (mut first, mut second) = (sink.new_producer(), sink.new_producer());
+        for name in ["a-1", "a-2", "a-3"] {
+            push(&sink, &mut first, name, &mut 0);
+        }
+        for name in ["b-1", "b-2"] {
+            push(&sink, &mut second, name, &mut 0);
+        }
+        assert_eq!(sink.len(), 5);
+        let batch = sink.pop(4);
+        assert_eq!(batch.len(), 4, "a batch is cut at its size");
+        let rest = sink.pop(10);
+        let all: Vec<&str> = names(&batch).into_iter().chain(names(&rest)).collect();
+        let of =
+            |prefix: &str| all.iter().filter(|name| name.starts_with(prefix)).copied().collect::<Vec<_>>();
+        assert_eq!(of("a-"), ["a-1", "a-2", "a-3"]);
+        assert_eq!(of("b-"), ["b-1", "b-2"]);
+        assert!(sink.pop(10).is_empty());
     }
 
     #[test]
-    fn a_reused_allocation_carries_nothing_of_the_span_before_it() {
-        use crate::trace::limits::{MAX_ANNOTATIONS, MAX_ATTRIBUTES, MAX_LINKS, MAX_MESSAGE_EVENTS};
-        use crate::trace::{
-            Attributes, Link, LinkKind, MessageEventKind, Parent, Sampler, SpanBuilder, SpanId, Status,
-            StatusCode, TraceId, TraceState,
-        };
-
-        // On a thread of its own, so that the next span takes the allocation just recycled (a thread's pool
-        // hands out the last one in).
-        std::thread::spawn(|| {
-            let used = SpanBuilder::new("reuse-before")
-                .parent(Parent::Remote(crate::trace::SpanContext {
-                    trace_id: TraceId::random(),
-                    span_id: SpanId::random(),
-                    sampled: true,
-                    tracestate: TraceState::from_entries(vec![("vendor".into(), "x".into())]),
-                }))
-                .sampler(Sampler::AlwaysOn)
-                .start();
-            let _child = SpanBuilder::new("child").parent(Parent::Local(used.clone())).start();
-            // Every limit overrun, so that every dropped count is set.
-            for i in 0..=MAX_ATTRIBUTES {
-                used.set_attribute(format!("key-{i}"), i64::try_from(i).unwrap_or(0));
-            }
-            for _ in 0..=MAX_ANNOTATIONS {
-                used.add_annotation("note");
-            }
-            for id in 0..=MAX_MESSAGE_EVENTS {
-                used.add_message_event(MessageEventKind::Sent, id as u64, 1, 1);
-            }
-            for _ in 0..=MAX_LINKS {
-                used.add_link(Link {
-                    trace_id: TraceId::random(),
-                    span_id: SpanId::random(),
-                    kind: LinkKind::Unspecified,
-                    attributes: Attributes::default(),
-                });
-            }
-            used.set_status(StatusCode::Internal, "failed");
-            used.end();
-            let inner = span::inner_for_test(&used).expect("sampled");
-            drop((used, _child));
-            let before = inner.take_span_data(&WallClock::now());
-            assert!(before.attributes.dropped > 0 && before.dropped_annotations > 0);
-            assert!(before.dropped_message_events > 0 && before.dropped_links > 0);
-            assert!(!before.context.tracestate.is_empty() && before.child_span_count == 1);
-            let address = Arc::as_ptr(&inner);
-            span::recycle(inner);
-
-            let next =
-                SpanBuilder::new("reuse-after").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
-            next.end();
-            let inner = span::inner_for_test(&next).expect("sampled");
-            drop(next);
-            assert_eq!(Arc::as_ptr(&inner), address, "the allocation was reused");
-            let after = inner.take_span_data(&WallClock::now());
-            assert_eq!(after.name, "reuse-after");
-            assert_eq!(after.attributes, Attributes::default());
-            assert!(after.time_events.is_empty() && after.links.is_empty());
-            assert_eq!(
-                (after.dropped_annotations, after.dropped_message_events, after.dropped_links),
-                (0, 0, 0)
-            );
-            assert_eq!(after.status, Status::default());
-            assert_eq!(after.child_span_count, 0);
-            assert!(after.context.tracestate.is_empty() && after.parent_span_id.is_none());
+    fn a_ring_outlives_its_thread_until_emptied() {
+        let sink = Arc::new(SpanSink::new(8, 100));
+        let on_thread = Arc::clone(&sink);
+        std::thread::spawn(move || {
+            let mut producer = on_thread.new_producer();
+            push(&on_thread, &mut producer, "from-an-exited-thread", &mut 0);
         })
         .join()
-        .expect("the reuse test's thread");
+        .expect("the producing thread");
+        assert_eq!(sink.rings().len(), 1, "kept while it holds a span");
+        assert_eq!(names(&sink.pop(10)), ["from-an-exited-thread"]);
+        assert!(sink.pop(10).is_empty());
+        assert!(sink.rings().is_empty(), "forgotten once empty, its producer gone");
+    }
+
+    #[test]
+    fn the_shared_ring_serves_threads_without_their_own() {
+        let sink = SpanSink::new(2, 100);
+        let dropped = dropped_spans();
+        for name in ["shared-1", "shared-2", "shared-3"] {
+            sink.push_shared(|slot| finished_for_test(name, slot));
+        }
+        assert_eq!(dropped_spans() - dropped, 1, "bounded like a thread's");
+        assert_eq!(names(&sink.pop(10)), ["shared-2", "shared-3"]);
+    }
+
+    #[test]
+    fn many_threads_flooding_small_rings_lose_nothing_uncounted() {
+        // Every span is either delivered or counted as dropped, with the batcher popping meanwhile. Other
+        // tests may drop spans concurrently (the count is process-wide), so each thread counts its own
+        // drops from what its pushes reported, and the total is checked against the process-wide count's
+        // growth as a lower bound.
+        const THREADS: usize = 8;
+        const SPANS: usize = 2_000;
+        let sink = Arc::new(SpanSink::new(16, 1_000_000));
+        let dropped_before = dropped_spans();
+        let stop = Arc::new(AtomicBool::new(false));
+        let consumer = {
+            let (sink, stop) = (Arc::clone(&sink), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut delivered = 0;
+                while !stop.load(Ordering::Acquire) {
+                    delivered += sink.pop(64).len();
+                }
+                delivered + sink.pop(usize::MAX).len()
+            })
+        };
+        let threads: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let sink = Arc::clone(&sink);
+                std::thread::spawn(move || {
+                    let mut producer = sink.new_producer();
+                    let mut dropped = 0;
+                    for _ in 0..SPANS {
+                        let pushed = producer.push_with(|slot| finished_for_test("flood", slot));
+                        dropped += usize::from(pushed == Pushed::DroppedOldest);
+                    }
+                    dropped
+                })
+            })
+            .collect();
+        let dropped: usize = threads.into_iter().map(|t| t.join().expect("a producer")).sum();
+        stop.store(true, Ordering::Release);
+        let delivered = consumer.join().expect("the consumer");
+        assert_eq!(delivered + dropped, THREADS * SPANS);
+        // `push_with` alone does not count into `dropped_spans` (`SpanSink::push` does): unchanged by us.
+        assert!(dropped_spans() >= dropped_before);
     }
 }

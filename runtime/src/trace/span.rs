@@ -4,8 +4,11 @@
 //! trace started here, two generator states the ids are derived from when asked; else the ids and
 //! tracestate it was given) and every recording method returns at once: starting and ending one allocates
 //! nothing, takes no lock and reads no clock. A sampled span shares one heap allocation among its handles;
-//! ending it stamps the end time and pushes it onto the span pipeline's queue, and the pipeline's thread
-//! turns it into [`SpanData`] for the exporters.
+//! ending it stamps the end time and moves what it recorded ([`Finished`]) into the ending thread's ring of
+//! the span pipeline, whose thread turns it into [`SpanData`] for the exporters. The allocation itself
+//! never leaves the threads that use the span: when its last handle goes, it returns to that thread's pool
+//! for the next sampled span, so its cache lines stay in this core's cache instead of travelling to the
+//! pipeline's core and back for every span.
 //!
 //! Time is read from the monotonic clock only ([`crate::clock`], a TSC read where the kernel trusts it),
 //! once when a sampled span starts and once when it ends; the pipeline converts those instants to
@@ -20,7 +23,8 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -320,12 +324,12 @@ impl Span {
     }
 
     /// [`Span::end`] with an end time read by the caller: a layer that also measures the call's latency
-    /// reads the clock once for both. Takes the handle, so that it can go to the pipeline as is, without a
-    /// reference-count increment now and a decrement when the handle is dropped.
+    /// reads the clock once for both. Takes the handle: when it is the last one, the span is ended with no
+    /// lock and no atomic read-modify-write, and its allocation goes straight back to the pool.
     #[inline]
     pub(crate) fn end_at(mut self, at: Instant) {
-        if let Repr::Sampled(_) = &self.repr {
-            end_owned(self.take_repr(), at);
+        if let Repr::Sampled(inner) = self.take_repr() {
+            end_owned(inner, at);
         }
     }
 
@@ -367,14 +371,18 @@ impl Default for Span {
 impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
-        // The last handle ends the span, so a span is never lost because nobody called `end`. With the
+        // The last handle ends the span, so a span is never lost because nobody called `end`, and gives the
+        // allocation back to this thread's pool instead of freeing it (no decrement, no free). With the
         // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
-        // last handles dropped at once on two threads may both see 2: `SpanInner`'s own drop catches that.)
+        // last handles dropped at once on two threads may both see 2: the allocation is then freed, and
+        // `SpanInner`'s own drop ends the span if it still runs.)
         if let Repr::Sampled(inner) = &self.repr
             && Arc::strong_count(inner) == 1
-            && !inner.is_ended()
+            && let Repr::Sampled(inner) = self.take_repr()
         {
-            end_owned(self.take_repr(), Instant::now());
+            // Acquire: what other handles wrote before their (release) decrements happens before the reuse.
+            fence(Ordering::Acquire);
+            end_last(Unique(inner), None);
         }
     }
 }
@@ -390,22 +398,52 @@ impl fmt::Debug for Span {
     }
 }
 
-/// Ends a sampled span and queues it. Out of line, so that the unsampled path inlines to a branch.
+/// Ends a sampled span that other handles may share, and queues what it recorded. Out of line, so that
+/// the unsampled path inlines to a branch.
 #[inline(never)]
-fn end_sampled(inner: &Arc<SpanInner>, at: Instant) {
-    if inner.finish(at) {
-        pipeline::submit(Arc::clone(inner));
+fn end_sampled(inner: &SpanInner, at: Instant) {
+    if let Some(duration) = inner.finish(at) {
+        // Another thread may hold a handle and record meanwhile (it finds the span ended, or records first):
+        // the recording is moved out under its lock.
+        pipeline::submit(|slot| {
+            let mut record = inner.record.lock();
+            inner.write_finished(&mut record, duration, slot);
+        });
     }
 }
 
-/// [`end_sampled`] with a handle given up by its owner: it is queued as is.
+/// [`end_sampled`] with a handle given up by its owner: when it is the last, no lock is needed and the
+/// allocation goes back to the pool.
 #[inline(never)]
-fn end_owned(repr: Repr, at: Instant) {
-    if let Repr::Sampled(inner) = repr
-        && inner.finish(at)
-    {
-        pipeline::submit(inner);
+fn end_owned(inner: Arc<SpanInner>, at: Instant) {
+    if Arc::strong_count(&inner) == 1 {
+        // As in `Span`'s drop.
+        fence(Ordering::Acquire);
+        end_last(Unique(inner), Some(at));
+    } else {
+        end_sampled(&inner, at);
     }
+}
+
+/// Ends the span whose last handle this was, if it still runs (at `at`, or now), and pools its allocation.
+/// Nothing else can reach the span, so the end is plain stores: no compare-exchange, no lock.
+#[inline(never)]
+fn end_last(mut span: Unique, at: Option<Instant>) {
+    let inner = span.get_mut();
+    let state = *inner.end.get_mut();
+    if state & RUNNING != 0 {
+        let ended = ended_state(at.unwrap_or_else(Instant::now).nanos_since(inner.start));
+        *inner.end.get_mut() = ended;
+        running::ended_slot(slot_of(state));
+        let inner = &*inner;
+        pipeline::submit(|slot| {
+            // SAFETY: `span` is the only reference to the allocation (`Unique`), so nothing else can
+            // hold or take the lock.
+            let record = unsafe { inner.record.get_exclusive() };
+            inner.write_finished(record, ended - 1, slot);
+        });
+    }
+    pool(span);
 }
 
 fn saturating_u32(n: usize) -> u32 {
@@ -496,62 +534,82 @@ impl SpanInner {
         record.time_events.push((at, event));
     }
 
-    /// Stamps the end time `at`; true for the one caller that ended the span.
-    fn finish(&self, at: Instant) -> bool {
+    /// Stamps the end time `at`; the span's duration in nanoseconds for the one caller that ended it.
+    fn finish(&self, at: Instant) -> Option<u64> {
         let mut state = self.end.load(Ordering::Acquire);
         let ended = ended_state(at.nanos_since(self.start));
         loop {
             if state & RUNNING == 0 {
-                return false;
+                return None;
             }
             // Fails only if another end won (seen on the next turn) or a rename moved the slot meanwhile.
             match self.end.compare_exchange(state, ended, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     running::ended_slot(slot_of(state));
-                    return true;
+                    return Some(ended - 1);
                 }
                 Err(now) => state = now,
             }
         }
     }
 
-    /// The finished span for exporters, its instants turned into wall-clock times by `clock`. Takes the
-    /// recording out, so it runs once, off the request path.
-    pub(crate) fn take_span_data(&self, clock: &WallClock) -> SpanData {
-        let mut record = self.record.lock();
-        // Field by field, leaving the recording empty in place: `mem::take` of the whole record copied its
-        // ~600 bytes (the inline attribute buffer included) out and a default record in (and `clear` wrote
-        // one again), a third of the batcher's work per span.
-        let record = &mut *record;
-        let entries = take_attributes(&mut record.attributes);
-        let duration = Duration::from_nanos(self.end.load(Ordering::Acquire).saturating_sub(1));
-        let start_time = clock.at(self.start);
-        // Most spans have none: skip the iterator's set-up and drop.
-        let time_events = if record.time_events.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut record.time_events)
-                .into_iter()
-                .map(|(at, kind)| TimeEvent { time: clock.at(at), kind })
-                .collect()
-        };
-        SpanData {
-            context: self.context.clone(),
-            parent_span_id: self.parent_span_id,
-            name: std::mem::take(&mut record.name),
-            kind: self.kind,
-            start_time,
-            end_time: start_time.checked_add(duration).unwrap_or(start_time),
-            attributes: Attributes { entries, dropped: record.dropped_attributes },
-            time_events,
-            dropped_annotations: record.dropped_annotations,
-            dropped_message_events: record.dropped_message_events,
-            links: std::mem::take(&mut record.links),
-            dropped_links: record.dropped_links,
-            status: std::mem::take(&mut record.status),
-            same_process_as_parent_span: self.same_process_as_parent_span,
-            child_span_count: self.child_span_count.load(Ordering::Relaxed),
+    /// Moves the ended span's recording into `slot` (uninitialised), leaving `record` empty in place for
+    /// the allocation's next span. Only the attributes set are copied, not the whole inline buffer: the
+    /// slot's lines are fresh in this core's cache (prefetched), and each one written costs.
+    #[inline]
+    fn write_finished(&self, record: &mut Record, duration: u64, slot: *mut Finished) {
+        let attributes = &mut record.attributes;
+        let len = attributes.len();
+        let spilled = if attributes.spilled() { std::mem::take(attributes).into_vec() } else { Vec::new() };
+        // SAFETY: `slot` is valid for writes of a `Finished` (the ring's contract); every field is written
+        // once, through raw pointers so that the uninitialised slot is never read or dropped. The inline
+        // attributes: the `len` initialised entries of `attributes`' inline buffer (unless they were moved
+        // into `spilled` above) are copied into the slot's, which does not overlap it, and `attributes`
+        // forgets them (length 0), so each is owned by the slot alone; nothing in between can panic.
+        unsafe {
+            (&raw mut (*slot).trace_id).write(self.context.trace_id);
+            (&raw mut (*slot).span_id).write(self.context.span_id);
+            (&raw mut (*slot).parent_span_id).write(self.parent_span_id);
+            (&raw mut (*slot).start).write(self.start);
+            (&raw mut (*slot).duration).write(duration);
+            (&raw mut (*slot).name).write(std::mem::take(&mut record.name));
+            (&raw mut (*slot).kind).write(self.kind);
+            (&raw mut (*slot).same_process_as_parent_span).write(self.same_process_as_parent_span);
+            (&raw mut (*slot).child_span_count).write(self.child_span_count.load(Ordering::Relaxed));
+            (&raw mut (*slot).dropped_attributes).write(record.dropped_attributes);
+            (&raw mut (*slot).dropped_annotations).write(record.dropped_annotations);
+            (&raw mut (*slot).dropped_message_events).write(record.dropped_message_events);
+            (&raw mut (*slot).dropped_links).write(record.dropped_links);
+            (&raw mut (*slot).status).write(std::mem::take(&mut record.status));
+            // Kept by the span too (a handle may still be asked for its context): a clone, which is a
+            // reference-count increment only when there are entries (a remote parent sent some).
+            (&raw mut (*slot).tracestate).write(self.context.tracestate.clone());
+            (&raw mut (*slot).time_events).write(std::mem::take(&mut record.time_events));
+            (&raw mut (*slot).links).write(std::mem::take(&mut record.links));
+            if spilled.is_empty() {
+                attributes.set_len(0);
+                std::ptr::copy_nonoverlapping(
+                    attributes.as_ptr(),
+                    (&raw mut (*slot).inline_attributes).cast::<Attribute>(),
+                    len,
+                );
+                (&raw mut (*slot).inline_len).write(len);
+            } else {
+                (&raw mut (*slot).inline_len).write(0);
+            }
+            (&raw mut (*slot).spilled_attributes).write(spilled);
         }
+    }
+
+    /// The finished span for exporters, its instants turned into wall-clock times by `clock`, as the
+    /// pipeline would make it. Takes the recording out, so call it once, after the span ended.
+    #[cfg(test)]
+    pub(crate) fn take_span_data(&self, clock: &WallClock) -> SpanData {
+        let duration = self.end.load(Ordering::Acquire).saturating_sub(1);
+        let mut finished = MaybeUninit::<Finished>::uninit();
+        self.write_finished(&mut self.record.lock(), duration, finished.as_mut_ptr());
+        // SAFETY: `write_finished` initialised it; `take_finished` moves it out, once.
+        unsafe { take_finished(finished.as_mut_ptr(), clock) }
     }
 }
 
@@ -564,17 +622,117 @@ impl Drop for SpanInner {
             return;
         }
         running::ended_slot(slot_of(state));
-        let record = std::mem::take(self.record.get_mut());
-        pipeline::submit(Arc::new(SpanInner {
-            context: std::mem::take(&mut self.context),
-            parent_span_id: self.parent_span_id,
-            kind: self.kind,
-            same_process_as_parent_span: self.same_process_as_parent_span,
-            start: self.start,
-            end: AtomicU64::new(ended_state(Instant::now().nanos_since(self.start))),
-            child_span_count: AtomicU32::new(*self.child_span_count.get_mut()),
-            record: SpinLock::new(record),
-        }));
+        let ended = ended_state(Instant::now().nanos_since(self.start));
+        let inner = &*self;
+        pipeline::submit(|slot| {
+            // SAFETY: `drop` has the span to itself (`&mut self`, reborrowed shared only here).
+            let record = unsafe { inner.record.get_exclusive() };
+            inner.write_finished(record, ended - 1, slot);
+        });
+    }
+}
+
+/// An ended sampled span as the pipeline's rings hold it: what it recorded, moved out of its allocation
+/// by the thread that ended it, so that the pipeline's thread never touches the allocation (see the
+/// module docs). `repr(C)`, in this order: the fields every span writes come first, then the attributes,
+/// so that a span with a few attributes writes (and prefetches) the first few cache lines of its slot.
+#[repr(C)]
+pub(crate) struct Finished {
+    trace_id: TraceId,
+    span_id: SpanId,
+    parent_span_id: Option<SpanId>,
+    start: Instant,
+    /// Nanoseconds.
+    duration: u64,
+    name: Cow<'static, str>,
+    kind: SpanKind,
+    same_process_as_parent_span: Option<bool>,
+    child_span_count: u32,
+    dropped_attributes: u32,
+    dropped_annotations: u32,
+    dropped_message_events: u32,
+    dropped_links: u32,
+    status: Status,
+    tracestate: TraceState,
+    time_events: Vec<(Instant, TimeEventKind)>,
+    links: Vec<Link>,
+    /// The attributes when there were more than fit inline (the span's buffer, moved); else empty.
+    spilled_attributes: Vec<Attribute>,
+    /// How many of `inline_attributes` are initialised (0 when `spilled_attributes` has them).
+    inline_len: usize,
+    inline_attributes: [MaybeUninit<Attribute>; INLINE_ATTRIBUTES],
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        // Only the inline entries need a hand: the other fields drop themselves.
+        for attribute in &mut self.inline_attributes[..self.inline_len] {
+            // SAFETY: the first `inline_len` entries are initialised and owned by this value.
+            unsafe { attribute.assume_init_drop() };
+        }
+    }
+}
+
+/// How many cache lines of a [`Finished`] slot a span with a couple of attributes writes: what the
+/// pipeline prefetches for the next one.
+pub(crate) const FINISHED_LINES: usize =
+    (std::mem::offset_of!(Finished, inline_attributes) + 2 * std::mem::size_of::<Attribute>()).div_ceil(64)
+        + 1;
+
+/// Moves the finished span out of `slot` as exporters receive it, its instants turned into wall-clock
+/// times by `clock`.
+///
+/// # Safety
+/// `slot` must hold an initialised [`Finished`] that nothing else reads or writes meanwhile; it is left
+/// uninitialised (moved out, nothing to drop).
+pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> SpanData {
+    // SAFETY: per the contract, every field is initialised and read (moved out) exactly once; the first
+    // `inline_len` inline attributes are initialised and are copied once into `entries`' own buffer, which
+    // has room for them and does not overlap the slot.
+    unsafe {
+        let inline_len = (&raw const (*slot).inline_len).read();
+        let mut entries = (&raw const (*slot).spilled_attributes).read();
+        if inline_len > 0 {
+            entries = Vec::with_capacity(inline_len);
+            std::ptr::copy_nonoverlapping(
+                (&raw const (*slot).inline_attributes).cast::<Attribute>(),
+                entries.as_mut_ptr(),
+                inline_len,
+            );
+            entries.set_len(inline_len);
+        }
+        let start = (&raw const (*slot).start).read();
+        let start_time = clock.at(start);
+        let duration = Duration::from_nanos((&raw const (*slot).duration).read());
+        let time_events = (&raw const (*slot).time_events).read();
+        // Most spans have none: skip the iterator's set-up and drop.
+        let time_events = if time_events.is_empty() {
+            Vec::new()
+        } else {
+            time_events.into_iter().map(|(at, kind)| TimeEvent { time: clock.at(at), kind }).collect()
+        };
+        SpanData {
+            context: SpanContext {
+                trace_id: (&raw const (*slot).trace_id).read(),
+                span_id: (&raw const (*slot).span_id).read(),
+                sampled: true,
+                tracestate: (&raw const (*slot).tracestate).read(),
+            },
+            parent_span_id: (&raw const (*slot).parent_span_id).read(),
+            name: (&raw const (*slot).name).read(),
+            kind: (&raw const (*slot).kind).read(),
+            start_time,
+            end_time: start_time.checked_add(duration).unwrap_or(start_time),
+            attributes: Attributes { entries, dropped: (&raw const (*slot).dropped_attributes).read() },
+            time_events,
+            dropped_annotations: (&raw const (*slot).dropped_annotations).read(),
+            dropped_message_events: (&raw const (*slot).dropped_message_events).read(),
+            links: (&raw const (*slot).links).read(),
+            dropped_links: (&raw const (*slot).dropped_links).read(),
+            status: (&raw const (*slot).status).read(),
+            same_process_as_parent_span: (&raw const (*slot).same_process_as_parent_span).read(),
+            child_span_count: (&raw const (*slot).child_span_count).read(),
+        }
     }
 }
 
@@ -864,26 +1022,25 @@ impl Start {
     }
 }
 
-/// Span allocations move between threads in chunks of this many: a thread keeps up to a chunk for its next
-/// sampled spans, and the batcher hands emptied ones back a chunk at a time, so the pool costs a span no
-/// atomic read-modify-write (a shared queue of single spans cost a compare-exchange on each side, on lines
-/// that bounced between the request thread and the batcher). Small, because an idle thread keeps its chunk
-/// (about 20 KiB) until it exits.
+/// A thread keeps up to this many span allocations for its next sampled spans; beyond, they move to the
+/// shared pool a chunk at a time, so the pool costs a span no atomic read-modify-write. A span's last
+/// handle usually goes on the thread that started it, so a thread mostly reuses its own; a thread that
+/// drops more spans than it starts (spans carried to it) passes the surplus on to the others. Small,
+/// because an idle thread keeps its chunk (about 20 KiB) until it exits.
 pub(super) const CHUNK: usize = 32;
 
-/// How many chunks wait in the shared pool: with [`CHUNK`], 512 spans, about one export batch's worth.
+/// How many chunks wait in the shared pool: with [`CHUNK`], 512 spans.
 const SHARED_CHUNKS: usize = 16;
 
-/// Chunks of span allocations the batcher has emptied, for request threads to reuse. Spans are allocated on
-/// the request threads and freed on the pipeline's thread, which makes every allocation a trip to the
-/// allocator's shared arena with memory that is cold in this core's cache; reuse makes it a pop from the
-/// thread's own pool.
+/// Chunks of span allocations that threads had no room for, for other threads to reuse. A span allocated
+/// on one thread and freed on another is a trip to the allocator's shared arena with memory cold in this
+/// core's cache; reuse makes it a pop from a pool.
 static SHARED: LazyLock<ArrayQueue<Vec<Unique>>> = LazyLock::new(|| ArrayQueue::new(SHARED_CHUNKS));
 
 thread_local! {
-    /// This thread's span allocations, at most [`CHUNK`]: taken by `into_sampled`, filled by [`recycle`]
-    /// on this thread (the batcher's, or a request thread dropping the oldest span of a full queue). A
-    /// const initialiser with no lazy state, so that reaching it is a plain thread-local access.
+    /// This thread's span allocations, at most [`CHUNK`]: taken by `into_sampled`, filled by [`pool`] when
+    /// a span's last handle goes on this thread. A const initialiser with no lazy state, so that reaching
+    /// it is a plain thread-local access.
     static LOCAL: RefCell<Vec<Unique>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -913,40 +1070,34 @@ fn pooled() -> Option<Unique> {
         .flatten()
 }
 
-/// A span allocation nothing else refers to: the pool's entries. Its `get_mut` is `Arc::get_mut` without
-/// the check, which is an atomic compare-exchange on the weak count (a fifth of the atomics of a sampled
-/// span once the others were gone).
+/// A span allocation nothing else refers to: the pool's entries, and a span whose last handle is going.
+/// Its `get_mut` is `Arc::get_mut` without the check, which is an atomic compare-exchange on the weak
+/// count (a fifth of the atomics of a sampled span once the others were gone).
+///
+/// Made only from an `Arc` whose strong count was seen to be 1 (after an acquire fence) while held
+/// exclusively: no other `Arc` exists then and none can be made, and no `Weak` is ever made of a span.
 struct Unique(Arc<SpanInner>);
 
 impl Unique {
-    /// `None` if another handle to `span` exists.
-    fn new(mut span: Arc<SpanInner>) -> Option<Unique> {
-        Arc::get_mut(&mut span)?;
-        Some(Unique(span))
-    }
-
     #[inline]
     fn get_mut(&mut self) -> &mut SpanInner {
-        // SAFETY: `new` checked that this was the only `Arc` and that no `Weak` existed (and none is ever
-        // made of a span); the `Arc` has stayed inside this `Unique` since, so nothing else can reach the
-        // value, and `Arc::as_ptr` points into the allocation with write permission (as
-        // `Arc::get_mut_unchecked` does).
+        // SAFETY: the `Arc` is the only one and no `Weak` exists (the type's invariant); it has stayed
+        // inside this `Unique` since, so nothing else can reach the value, and `Arc::as_ptr` points into
+        // the allocation with write permission (as `Arc::get_mut_unchecked` does).
         unsafe { &mut *Arc::as_ptr(&self.0).cast_mut() }
     }
 }
 
-/// Keeps an exported span's allocation for reuse, if nothing else holds it and there is room; else it is
-/// freed. Call it after [`SpanInner::take_span_data`], which leaves the recording empty.
-///
-/// It goes into this thread's pool; a full pool first hands its chunk to the shared one (or frees it,
-/// when the shared pool is full too).
-pub(crate) fn recycle(span: Arc<SpanInner>) {
-    // A span still referenced by a handle is freed when the last handle goes, as usual.
-    let Some(mut span) = Unique::new(span) else { return };
+/// Keeps an ended span's allocation for reuse by this thread's next sampled span; its recording was moved
+/// to the pipeline (or, with no pipeline, is dropped here). A full pool first hands its chunk to the shared
+/// one (or frees it, when the shared pool is full too).
+#[inline]
+fn pool(mut span: Unique) {
     clear(span.get_mut());
     // Freed outside the pool's borrow. Dropping pooled spans exports nothing: they read as ended.
     let _rejected = LOCAL.try_with(|local| {
-        // Busy only if dropping a span recycled one (it does not: dropping never recycles); then free.
+        // Busy only if dropping a span pooled one (it does not: dropping a pooled chunk frees ended spans
+        // with no handle); then free.
         let mut local = local.try_borrow_mut().ok()?;
         let mut rejected = None;
         if local.len() >= CHUNK {
@@ -964,29 +1115,11 @@ pub(crate) fn pooled_here_for_test() -> usize {
     LOCAL.with(|local| local.borrow().len())
 }
 
-/// The attributes moved into a `Vec` of their exact size, leaving `attributes` empty (its buffer stays).
-/// One copy of the entries, where `drain(..).collect()` (or `into_vec`) moved them one at a time through
-/// an iterator and its drop.
-fn take_attributes(attributes: &mut SmallVec<[Attribute; INLINE_ATTRIBUTES]>) -> Vec<Attribute> {
-    let len = attributes.len();
-    let mut entries = Vec::with_capacity(len);
-    // SAFETY: the `len` initialised entries at `attributes.as_ptr()` are copied into `entries`' buffer,
-    // which has room for `len` and does not overlap it. `attributes` forgets them first (its length set to
-    // 0: its buffer, inline or not, stays where it is), so each entry is owned, and dropped, once: by
-    // `entries`. Nothing between the two length changes can panic.
-    unsafe {
-        attributes.set_len(0);
-        std::ptr::copy_nonoverlapping(attributes.as_ptr(), entries.as_mut_ptr(), len);
-        entries.set_len(len);
-    }
-    entries
-}
-
-/// A sampled span's shared state, as the pipeline's queue holds it once the span has ended.
+/// The address of a sampled span's allocation, to tell whether a later span reuses it.
 #[cfg(test)]
-pub(crate) fn inner_for_test(span: &Span) -> Option<Arc<SpanInner>> {
+pub(crate) fn address_for_test(span: &Span) -> Option<*const ()> {
     match &span.repr {
-        Repr::Sampled(inner) => Some(Arc::clone(inner)),
+        Repr::Sampled(inner) => Some(Arc::as_ptr(inner).cast()),
         _ => None,
     }
 }
@@ -1053,18 +1186,50 @@ impl Span {
     }
 }
 
-/// An ended sampled span as the pipeline's queue holds it (ended with no pipeline installed).
+/// An ended sampled span as the pipeline's rings hold it: a [`Finished`] written as a span's end writes it.
 #[cfg(test)]
-pub(crate) fn ended_for_test(name: &'static str) -> Arc<SpanInner> {
+pub(crate) fn finished_for_test(name: &'static str, slot: *mut Finished) {
     let span = SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
-    span.end();
     let Repr::Sampled(inner) = &span.repr else { unreachable!("sampled by AlwaysOn") };
-    Arc::clone(inner)
+    let duration = inner.finish(Instant::now()).expect("it was running");
+    inner.write_finished(&mut inner.record.lock(), duration, slot);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spans_allocation_returns_to_the_pool_of_the_thread_that_drops_its_last_handle() {
+        // Threads of their own: the pools are per thread.
+        let carried = std::thread::spawn(|| {
+            let span = SpanBuilder::new("pool-first").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+            let address = address_for_test(&span).expect("sampled");
+            let held = pooled_here_for_test();
+            span.end();
+            assert_eq!(pooled_here_for_test(), held, "ended, but a handle remains");
+            drop(span);
+            assert_eq!(pooled_here_for_test(), held + 1, "the last handle pools it: no free");
+            let next = SpanBuilder::new("pool-next").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+            assert_eq!(address_for_test(&next), Some(address), "the next sampled span reuses it");
+            assert_eq!(pooled_here_for_test(), held);
+            // Ended here, last handle carried to another thread.
+            next.end();
+            next
+        })
+        .join()
+        .expect("the first thread");
+        std::thread::spawn(move || {
+            let held = pooled_here_for_test();
+            let address = address_for_test(&carried);
+            drop(carried);
+            assert_eq!(pooled_here_for_test(), held + 1, "pooled where the last handle went");
+            let span = SpanBuilder::new("pool-there").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+            assert_eq!(address_for_test(&span), address);
+        })
+        .join()
+        .expect("the second thread");
+    }
 
     #[test]
     fn a_recycled_allocation_starts_clean() {

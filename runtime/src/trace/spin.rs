@@ -59,6 +59,17 @@ impl<T> SpinLock<T> {
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
     }
+
+    /// Exclusive access without locking, through a shared reference.
+    ///
+    /// # Safety
+    /// Nothing else may access the value (locked or not) while the returned reference lives: e.g. the lock
+    /// is inside an allocation the caller alone can reach.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn get_exclusive(&self) -> &mut T {
+        // SAFETY: exclusive by the caller's contract.
+        unsafe { &mut *self.value.get() }
+    }
 }
 
 pub(crate) struct SpinGuard<'a, T> {
