@@ -233,21 +233,28 @@ impl<T> Producer<T> {
     }
 
     /// Asks the CPU to fetch the next slot's first `lines` cache lines for writing, so that the next push
-    /// finds them in this core's cache rather than waiting for the consumer's core to hand them over. A hint:
-    /// it does nothing where the instruction is not available.
+    /// finds them in this core's cache, owned, rather than waiting for the consumer's core to hand them over.
+    /// A hint: it does nothing where the instruction is not available.
     #[inline]
     pub(crate) fn prefetch_next(&self, lines: usize) {
         #[cfg(target_arch = "x86_64")]
         {
             let slot = self.ring.slot(self.tail);
-            let base = slot as *const Slot<T> as *const u8;
+            let base = std::ptr::from_ref(slot).cast::<u8>();
             let size = std::mem::size_of::<Slot<T>>();
             let mut offset = 0;
             while offset < size && offset < lines * 64 {
-                // SAFETY: a prefetch is a hint that never faults, and `base + offset` is inside the slot.
+                // `prefetchw` by hand: `_mm_prefetch::<_MM_HINT_ET0>` compiles to a plain `prefetcht0` (a
+                // read prefetch, which leaves the line shared with the consumer's core) unless the crate is
+                // built for a CPU with the `prfchw` feature. Every x86-64 CPU decodes it: those without the
+                // feature (Intel before Broadwell) run it as a no-op.
+                // SAFETY: a prefetch only hints the cache: it never faults, reads or writes memory as the
+                // program sees it, touches no register but its address operand, and keeps the flags.
                 unsafe {
-                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
-                        base.add(offset).cast(),
+                    core::arch::asm!(
+                        "prefetchw [{address}]",
+                        address = in(reg) base.add(offset),
+                        options(nostack, preserves_flags, readonly)
                     )
                 };
                 offset += 64;

@@ -108,8 +108,10 @@ pub(crate) struct SpanInner {
     start: Instant,
     /// While the span runs, [`RUNNING`] | the slot counting it among the running spans of its name
     /// ([`running::NO_SLOT`] if none); once ended, 1 + its duration in nanoseconds (below [`RUNNING`]). One
-    /// atomic word, so that the compare-exchange that ends the span (once, whoever wins) also takes the
-    /// slot out, and ending takes no lock.
+    /// atomic word, so that the store that ends the span also takes the slot out. Written only under the
+    /// record's lock (or with the span held exclusively): ending takes the lock anyway, to move the
+    /// recording out, so the end is a plain store under it rather than a compare-exchange of its own.
+    /// Read without the lock, to skip recording into an ended span.
     end: AtomicU64,
     child_span_count: AtomicU32,
     record: SpinLock<Record>,
@@ -173,6 +175,9 @@ struct Record {
     links: Vec<Link>,
     dropped_links: u32,
     status: Status,
+    /// Whether everything above is as a new span's (moved out by [`SpanInner::write_finished`], or reset by
+    /// [`clear`]), so that pooling the allocation has nothing to reset.
+    clean: bool,
 }
 
 impl Span {
@@ -402,13 +407,11 @@ impl fmt::Debug for Span {
 /// the unsampled path inlines to a branch.
 #[inline(never)]
 fn end_sampled(inner: &SpanInner, at: Instant) {
-    if let Some(duration) = inner.finish(at) {
-        // Another thread may hold a handle and record meanwhile (it finds the span ended, or records first):
-        // the recording is moved out under its lock.
-        pipeline::submit(|slot| {
-            let mut record = inner.record.lock();
-            inner.write_finished(&mut record, duration, slot);
-        });
+    // Another thread may hold a handle and record meanwhile (it records first, or finds the span ended):
+    // the span is ended and its recording moved out under the lock.
+    let mut record = inner.record.lock();
+    if let Some(duration) = inner.finish(&mut record, at) {
+        pipeline::submit(|slot| inner.write_finished(&mut record, duration, slot));
     }
 }
 
@@ -534,27 +537,23 @@ impl SpanInner {
         record.time_events.push((at, event));
     }
 
-    /// Stamps the end time `at`; the span's duration in nanoseconds for the one caller that ended it.
-    fn finish(&self, at: Instant) -> Option<u64> {
-        let mut state = self.end.load(Ordering::Acquire);
-        let ended = ended_state(at.nanos_since(self.start));
-        loop {
-            if state & RUNNING == 0 {
-                return None;
-            }
-            // Fails only if another end won (seen on the next turn) or a rename moved the slot meanwhile.
-            match self.end.compare_exchange(state, ended, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    running::ended_slot(slot_of(state));
-                    return Some(ended - 1);
-                }
-                Err(now) => state = now,
-            }
+    /// Stamps the end time `at`; the span's duration in nanoseconds for the one caller that ended it. The
+    /// record's guard proves the lock is held: every write of the end word happens under it (or with the
+    /// span held exclusively), so a load and a store suffice.
+    fn finish(&self, _locked: &mut SpinGuard<'_, Record>, at: Instant) -> Option<u64> {
+        let state = self.end.load(Ordering::Relaxed);
+        if state & RUNNING == 0 {
+            return None;
         }
+        let ended = ended_state(at.nanos_since(self.start));
+        // Release: a thread that reads the span as ended without the lock sees it whole.
+        self.end.store(ended, Ordering::Release);
+        running::ended_slot(slot_of(state));
+        Some(ended - 1)
     }
 
-    /// Moves the ended span's recording into `slot` (uninitialised), leaving `record` empty in place for
-    /// the allocation's next span. Only the attributes set are copied, not the whole inline buffer: the
+    /// Moves the ended span's recording into `slot` (uninitialised), leaving `record` as a new span's in
+    /// place for the allocation's next span (so that pooling it has nothing to reset). Only the attributes set are copied, not the whole inline buffer: the
     /// slot's lines are fresh in this core's cache (prefetched), and each one written costs.
     #[inline]
     fn write_finished(&self, record: &mut Record, duration: u64, slot: *mut Finished) {
@@ -576,10 +575,13 @@ impl SpanInner {
             (&raw mut (*slot).kind).write(self.kind);
             (&raw mut (*slot).same_process_as_parent_span).write(self.same_process_as_parent_span);
             (&raw mut (*slot).child_span_count).write(self.child_span_count.load(Ordering::Relaxed));
-            (&raw mut (*slot).dropped_attributes).write(record.dropped_attributes);
-            (&raw mut (*slot).dropped_annotations).write(record.dropped_annotations);
-            (&raw mut (*slot).dropped_message_events).write(record.dropped_message_events);
-            (&raw mut (*slot).dropped_links).write(record.dropped_links);
+            (&raw mut (*slot).dropped_attributes).write(std::mem::take(&mut record.dropped_attributes));
+            (&raw mut (*slot).dropped_annotations).write(std::mem::take(&mut record.dropped_annotations));
+            (&raw mut (*slot).dropped_message_events)
+                .write(std::mem::take(&mut record.dropped_message_events));
+            (&raw mut (*slot).dropped_links).write(std::mem::take(&mut record.dropped_links));
+            record.annotations = 0;
+            record.message_events = 0;
             (&raw mut (*slot).status).write(std::mem::take(&mut record.status));
             // Kept by the span too (a handle may still be asked for its context): a clone, which is a
             // reference-count increment only when there are entries (a remote parent sent some).
@@ -599,6 +601,8 @@ impl SpanInner {
             }
             (&raw mut (*slot).spilled_attributes).write(spilled);
         }
+        // Every field was moved out or reset above: `clear` has nothing left to do.
+        record.clean = true;
     }
 
     /// The finished span for exporters, its instants turned into wall-clock times by `clock`, as the
@@ -1018,7 +1022,9 @@ impl Start {
         inner.same_process_as_parent_span = fields.same_process_as_parent_span;
         inner.start = fields.start;
         *inner.end.get_mut() = running_state(fields.running);
-        inner.record.get_mut().name = self.name;
+        let record = inner.record.get_mut();
+        record.name = self.name;
+        record.clean = false;
     }
 }
 
@@ -1130,8 +1136,12 @@ pub(crate) fn address_for_test(span: &Span) -> Option<*const ()> {
 fn clear(inner: &mut SpanInner) {
     inner.context.tracestate = TraceState::EMPTY;
     *inner.child_span_count.get_mut() = 0;
-    // Field by field, not a whole default record written over the old one: after `take_span_data` the
-    // buffers are empty already, and resetting them in place is a few stores instead of a 600-byte copy.
+    if inner.record.get_mut().clean {
+        // Moved out to the pipeline, which left it as a new span's.
+        return;
+    }
+    // Field by field, not a whole default record written over the old one: resetting the fields in place
+    // is a few stores instead of a 600-byte copy.
     // No `..` in the pattern: a field added to `Record` must be reset here too.
     let Record {
         name,
@@ -1145,6 +1155,7 @@ fn clear(inner: &mut SpanInner) {
         links,
         dropped_links,
         status,
+        clean,
     } = inner.record.get_mut();
     *name = Cow::Borrowed("");
     if attributes.spilled() {
@@ -1162,6 +1173,7 @@ fn clear(inner: &mut SpanInner) {
     *links = Vec::new();
     *dropped_links = 0;
     *status = Status::default();
+    *clean = true;
 }
 
 /// Cancellation as the layers record it: `CANCELLED`, with the code's name as the message.
@@ -1191,8 +1203,9 @@ impl Span {
 pub(crate) fn finished_for_test(name: &'static str, slot: *mut Finished) {
     let span = SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
     let Repr::Sampled(inner) = &span.repr else { unreachable!("sampled by AlwaysOn") };
-    let duration = inner.finish(Instant::now()).expect("it was running");
-    inner.write_finished(&mut inner.record.lock(), duration, slot);
+    let mut record = inner.record.lock();
+    let duration = inner.finish(&mut record, Instant::now()).expect("it was running");
+    inner.write_finished(&mut record, duration, slot);
 }
 
 #[cfg(test)]
@@ -1229,6 +1242,83 @@ mod tests {
         })
         .join()
         .expect("the second thread");
+    }
+
+    /// A span that overran every limit, ended with its recording moved out as the pipeline does
+    /// (`moved_out`) or left in place (no pipeline).
+    fn used_span(moved_out: bool) -> *const () {
+        let used = SpanBuilder::new("reuse-before")
+            .parent(Parent::Remote(SpanContext {
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+                sampled: true,
+                tracestate: TraceState::from_entries(vec![("vendor".into(), "x".into())]),
+            }))
+            .sampler(Sampler::AlwaysOn)
+            .start();
+        let _child = SpanBuilder::new("child").parent(Parent::Local(used.clone())).start();
+        for i in 0..=MAX_ATTRIBUTES {
+            used.set_attribute(format!("key-{i}"), i64::try_from(i).unwrap_or(0));
+        }
+        for _ in 0..=MAX_ANNOTATIONS {
+            used.add_annotation("note");
+        }
+        for id in 0..=MAX_MESSAGE_EVENTS {
+            used.add_message_event(MessageEventKind::Sent, id as u64, 1, 1);
+        }
+        for _ in 0..=MAX_LINKS {
+            used.add_link(Link {
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+                kind: super::super::LinkKind::Unspecified,
+                attributes: Attributes::default(),
+            });
+        }
+        used.set_status(StatusCode::Internal, "failed");
+        used.end();
+        if moved_out {
+            let before = used.take_data_for_test().expect("sampled");
+            assert!(before.attributes.dropped > 0 && before.dropped_annotations > 0);
+            assert!(before.dropped_message_events > 0 && before.dropped_links > 0);
+            assert!(!before.context.tracestate.is_empty() && before.child_span_count == 1);
+        }
+        address_for_test(&used).expect("sampled")
+    }
+
+    #[test]
+    fn a_reused_allocation_carries_nothing_of_the_span_before_it() {
+        for moved_out in [true, false] {
+            // On a thread of its own, so that the next span takes the allocation just pooled (a thread's
+            // pool hands out the last one in).
+            std::thread::spawn(move || {
+                let address = used_span(moved_out);
+                let next =
+                    SpanBuilder::new("reuse-after").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+                assert_eq!(address_for_test(&next), Some(address), "the allocation was reused");
+                // The per-kind counts were reset too: a full set of events fits again.
+                for id in 0..MAX_ANNOTATIONS.max(MAX_MESSAGE_EVENTS) {
+                    if id < MAX_ANNOTATIONS {
+                        next.add_annotation("note");
+                    }
+                    next.add_message_event(MessageEventKind::Received, id as u64, 1, 1);
+                }
+                next.end();
+                let after = next.take_data_for_test().expect("sampled");
+                assert_eq!(after.name, "reuse-after");
+                assert_eq!(after.attributes, Attributes::default());
+                assert_eq!(after.time_events.len(), MAX_ANNOTATIONS + MAX_MESSAGE_EVENTS);
+                assert!(after.links.is_empty());
+                assert_eq!(
+                    (after.dropped_annotations, after.dropped_message_events, after.dropped_links),
+                    (0, 0, 0)
+                );
+                assert_eq!(after.status, Status::default());
+                assert_eq!(after.child_span_count, 0);
+                assert!(after.context.tracestate.is_empty() && after.parent_span_id.is_none());
+            })
+            .join()
+            .expect("the reuse test's thread");
+        }
     }
 
     #[test]
