@@ -41,6 +41,9 @@ struct Calibration {
     tsc: bool,
     /// Nanoseconds per tick, as a 32.32 fixed-point number.
     nanos_per_tick: u64,
+    /// Milliseconds per tick, for the layers' latency measures: one multiply, where going through a
+    /// [`Duration`] costs a division by 10^9 (to split seconds from nanoseconds) and one by 10^6.
+    millis_per_tick: f64,
     /// The origin of fallback readings.
     base: std::time::Instant,
 }
@@ -62,7 +65,7 @@ impl Calibration {
     #[cold]
     fn measure() -> Calibration {
         let base = std::time::Instant::now();
-        let fallback = Calibration { tsc: false, nanos_per_tick: 1 << 32, base };
+        let fallback = Calibration { tsc: false, nanos_per_tick: 1 << 32, millis_per_tick: 1e-6, base };
         if !tsc::trusted_by_kernel() {
             return fallback;
         }
@@ -79,7 +82,12 @@ impl Calibration {
         // A counter that did not move, or a ratio that does not fit, means the TSC is not what the kernel
         // said: keep the system clock rather than produce nonsense durations.
         match (nanos << 32).checked_div(ticks).map(u64::try_from) {
-            Some(Ok(nanos_per_tick)) if nanos_per_tick > 0 => Calibration { tsc: true, nanos_per_tick, base },
+            Some(Ok(nanos_per_tick)) if nanos_per_tick > 0 => {
+                // From the same fixed-point ratio as `nanos`, so a span's duration and its latency measure
+                // agree to the last representable digit of the latency.
+                let millis_per_tick = nanos_per_tick as f64 / (1u64 << 32) as f64 / 1e6;
+                Calibration { tsc: true, nanos_per_tick, millis_per_tick, base }
+            }
             _ => fallback,
         }
     }
@@ -92,6 +100,13 @@ impl Calibration {
             // u64 nanoseconds last 584 years.
             u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
         }
+    }
+
+    #[inline]
+    fn millis(&self, ticks: u64) -> f64 {
+        // Through i64, which converts in one instruction (u64 takes several on x86_64); 2^63 ticks is
+        // decades at any TSC rate.
+        i64::try_from(ticks).unwrap_or(i64::MAX) as f64 * self.millis_per_tick
     }
 
     #[inline]
@@ -112,6 +127,13 @@ impl Instant {
     #[inline]
     pub(crate) fn nanos_since(self, earlier: Instant) -> u64 {
         calibration().nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// Milliseconds from `earlier` to `self`, as the layers' latency measures record them; 0 if `earlier`
+    /// is later.
+    #[inline]
+    pub(crate) fn millis_since(self, earlier: Instant) -> f64 {
+        calibration().millis(self.0.saturating_sub(earlier.0))
     }
 
     /// The time from `earlier` to `self`; zero if `earlier` is later.
@@ -241,6 +263,30 @@ mod tests {
         let later = Instant(at.0.max(clock.monotonic.0) + 1_000_000);
         let ahead = clock.at(later).duration_since(clock.wall).expect("after the anchor");
         assert_eq!(ahead, later.duration_since(clock.monotonic));
+    }
+
+    #[test]
+    fn milliseconds_agree_with_the_duration() {
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(3));
+        let end = Instant::now();
+        let millis = end.millis_since(start);
+        let from_duration = end.duration_since(start).as_secs_f64() * 1e3;
+        // The same ratio, one rounded to whole nanoseconds: they differ by less than a nanosecond.
+        assert!((millis - from_duration).abs() < 1e-6, "{millis} ms vs {from_duration} ms");
+        assert!(millis >= 3.0 - 1e-3, "{millis} ms for a 3 ms sleep");
+        assert_eq!(start.millis_since(end), 0.0, "never negative");
+        assert_eq!(start.millis_since(start), 0.0);
+        // Both sources: the fallback counts nanoseconds.
+        let fallback = Calibration {
+            tsc: false,
+            nanos_per_tick: 1 << 32,
+            millis_per_tick: 1e-6,
+            base: std::time::Instant::now(),
+        };
+        assert_eq!(fallback.millis(2_500_000), 2.5);
+        assert_eq!(fallback.nanos(2_500_000), 2_500_000);
+        assert_eq!(fallback.millis(u64::MAX), i64::MAX as f64 * 1e-6, "saturates, never negative");
     }
 
     #[test]

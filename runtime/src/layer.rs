@@ -433,6 +433,31 @@ pub fn record_router(
     );
 }
 
+/// [`record_router`] as a `#[trace_layer]` call records: every tag lives as long as the program (the
+/// site's route pattern, the method's name, [`status_tag`]'s digits), so a repeat is recognised by the
+/// tags' addresses without comparing their bytes, and the latency comes in milliseconds as the layers' clock
+/// gives it, without a [`Duration`] between. For `oclayer::__private` and the benches.
+#[doc(hidden)]
+pub fn record_router_static(
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+    request_bytes: u64,
+    response_bytes: u64,
+    latency_ms: f64,
+) {
+    stats::record_shaped_static(
+        &ROUTER_SHAPE,
+        [
+            Value::Int(1),
+            Value::Int(bytes(request_bytes)),
+            Value::Int(bytes(response_bytes)),
+            Value::Float(latency_ms),
+        ],
+        [route, method, status_tag(status)],
+    );
+}
+
 /// The route tag of a request that matched no route: raw paths must not become tag values.
 pub const UNMATCHED_ROUTE: &str = "(unmatched)";
 
@@ -463,6 +488,12 @@ pub fn record_pipe(endpoint: &str, outcome: PipeOutcome, latency: Duration) {
     stats::record_shaped(&PIPE_SHAPE, [Value::Float(millis(latency))], [endpoint, outcome.as_str()]);
 }
 
+/// [`record_pipe`] as a `#[trace_layer]` call records: see [`record_router_static`].
+#[doc(hidden)]
+pub fn record_pipe_static(endpoint: &'static str, outcome: PipeOutcome, latency_ms: f64) {
+    stats::record_shaped_static(&PIPE_SHAPE, [Value::Float(latency_ms)], [endpoint, outcome.as_str()]);
+}
+
 /// Records one upstream call into the backend views.
 ///
 /// `path` is the backend's URL *pattern* or path pattern (`/users/{id}`), never the path sent; `host` the
@@ -480,6 +511,24 @@ pub fn record_backend(
     stats::record_shaped(
         &BACKEND_SHAPE,
         [Value::Int(bytes(sent_bytes)), Value::Int(bytes(received_bytes)), Value::Float(millis(latency))],
+        [host, path, method, status.map_or("500", status_tag)],
+    );
+}
+
+/// [`record_backend`] as a `#[trace_layer]` call records: see [`record_router_static`].
+#[doc(hidden)]
+pub fn record_backend_static(
+    host: &'static str,
+    path: &'static str,
+    method: &'static str,
+    status: Option<u16>,
+    sent_bytes: u64,
+    received_bytes: u64,
+    latency_ms: f64,
+) {
+    stats::record_shaped_static(
+        &BACKEND_SHAPE,
+        [Value::Int(bytes(sent_bytes)), Value::Int(bytes(received_bytes)), Value::Float(latency_ms)],
         [host, path, method, status.map_or("500", status_tag)],
     );
 }

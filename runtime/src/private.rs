@@ -623,7 +623,7 @@ impl Active {
         // no time event may lie after the span's end.
         let ended_at = Instant::now();
         if !site.skip_measures {
-            record_measures(site, &request, &end, status, error, ended_at.duration_since(start));
+            record_measures(site, &request, &end, status, error, ended_at.millis_since(start));
         }
         span.end_at(ended_at);
     }
@@ -635,20 +635,20 @@ fn record_measures(
     end: &End<'_, '_>,
     status: Option<u16>,
     error: bool,
-    latency: Duration,
+    latency_ms: f64,
 ) {
     let response_bytes = match end {
         End::Returned(outcome) => outcome.reply.bytes.unwrap_or(0),
         _ => 0,
     };
     match site.layer {
-        Layer::Router => layer::record_router(
+        Layer::Router => layer::record_router_static(
             site.pattern_tag(),
             request.method.name(),
             status.unwrap_or(500),
             request.bytes,
             response_bytes,
-            latency,
+            latency_ms,
         ),
         Layer::Pipe => {
             let outcome = match end {
@@ -656,16 +656,16 @@ fn record_measures(
                 _ if error => PipeOutcome::Error,
                 _ => PipeOutcome::Ok,
             };
-            layer::record_pipe(site.pattern_tag(), outcome, latency);
+            layer::record_pipe_static(site.pattern_tag(), outcome, latency_ms);
         }
-        Layer::Backend => layer::record_backend(
+        Layer::Backend => layer::record_backend_static(
             site.host_tag(request.host),
             site.pattern_tag(),
             request.method.name(),
             status,
             request.bytes,
             response_bytes,
-            latency,
+            latency_ms,
         ),
     }
 }

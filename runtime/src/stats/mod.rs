@@ -48,7 +48,7 @@ pub use crate::trace::dropped_spans;
 #[doc(hidden)]
 pub use measure::Value;
 pub use measure::{Float64Measure, Int64Measure, Measure, MeasureValue, Measurement};
-pub(crate) use record::{SHAPE_SLOTS, Shape, record_shaped};
+pub(crate) use record::{SHAPE_SLOTS, Shape, record_shaped, record_shaped_static};
 pub use record::{record, record_with_tags};
 pub use registry::{register, registered_views, unregister};
 pub(crate) use report::reporting_loop;

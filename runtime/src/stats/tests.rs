@@ -532,3 +532,88 @@ fn two_shapes_given_one_slot_keep_their_records_apart() {
     assert_eq!(rows("test/shared_slot/a"), vec![(tags(&["/a"]), AggregationData::Count(40))]);
     assert_eq!(rows("test/shared_slot/b"), vec![(tags(&["/a"]), AggregationData::Count(20))]);
 }
+
+/// [`record_shape`] with `&'static str` tags, as the layers' annotated calls record.
+fn record_shape_static(
+    shape: &'static record::Shape<2, 2>,
+    route: &'static str,
+    status: &'static str,
+    latency: f64,
+) {
+    record::record_shaped_static(shape, [Value::Int(1), Value::Float(latency)], [route, status]);
+}
+
+#[test]
+fn static_records_match_by_text_wherever_it_lives_and_mix_with_borrowed_ones() {
+    static N: Int64Measure = Int64Measure::new("test/shaped_static/n", "n", "1");
+    static L: Float64Measure = Float64Measure::new("test/shaped_static/latency", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE: record::Shape<2, 2> = record::Shape::new(0, [&N.core, &L.core], &KEYS);
+    register(&[
+        view("test/shaped_static/count", &N, &[ROUTE, STATUS], Aggregation::Count),
+        view("test/shaped_static/latency", &L, &[ROUTE], Aggregation::distribution(&[10.0])),
+    ])
+    .expect("valid views");
+    // The same text at another address (the shortcut learns it), a prefix of it at the same address
+    // (same start, shorter: another value), and borrowed values that make and reuse the shortcut.
+    let elsewhere: &'static str = Box::leak(String::from("/a").into_boxed_str());
+    let prefix: &'static str = &elsewhere[..1];
+    let mut borrowed = String::from("/a");
+    for _ in 0..3 {
+        record_shape_static(&SHAPE, "/a", "200", 1.0);
+        record_shape_static(&SHAPE, elsewhere, "200", 1.0);
+        record_shape_static(&SHAPE, prefix, "200", 1.0);
+        record_shape(&SHAPE, &borrowed, "200", 20.0);
+        record_shape_static(&SHAPE, "/a", "200", 20.0);
+    }
+    // A borrowed buffer rewritten in place: same address and length, other bytes.
+    borrowed.replace_range(.., "/b");
+    record_shape(&SHAPE, &borrowed, "200", 1.0);
+    record_shape_static(&SHAPE, "/a", "200", 1.0);
+
+    assert_eq!(
+        rows("test/shaped_static/count"),
+        vec![
+            (tags(&["/", "200"]), AggregationData::Count(3)),
+            (tags(&["/a", "200"]), AggregationData::Count(13)),
+            (tags(&["/b", "200"]), AggregationData::Count(1)),
+        ]
+    );
+    let latency = rows("test/shaped_static/latency");
+    let buckets: Vec<(Vec<Option<String>>, Vec<i64>)> =
+        latency.iter().map(|(t, d)| (t.clone(), distribution(d).bucket_counts.clone())).collect();
+    assert_eq!(
+        buckets,
+        vec![(tags(&["/"]), vec![3, 0]), (tags(&["/a"]), vec![7, 6]), (tags(&["/b"]), vec![1, 0])]
+    );
+}
+
+#[test]
+fn shortcut_records_into_fixed_rows_count_every_fix_and_long_values_still_record() {
+    static N: Int64Measure = Int64Measure::new("test/shaped_fixed/n", "n", "1");
+    static L: Float64Measure = Float64Measure::new("test/shaped_fixed/latency", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE: record::Shape<2, 2> = record::Shape::new(1, [&N.core, &L.core], &KEYS);
+    register(&[
+        view("test/shaped_fixed/count", &N, &[ROUTE], Aggregation::Count),
+        view("test/shaped_fixed/latency", &L, &[ROUTE], Aggregation::distribution(&[10.0])),
+    ])
+    .expect("valid views");
+    // An invalid value (fixed, one fix per view) repeated: the repeats take the shortcut and count too.
+    let before = health::invalid_tag_values();
+    for _ in 0..5 {
+        record_shape_static(&SHAPE, "/caf\u{e9}", "200", 1.0);
+    }
+    assert!(health::invalid_tag_values() >= before + 10, "two fixed cells, five records");
+    // A value longer than any kept one (the shortcut keeps room for valid values only) is cut and recorded.
+    let long: &'static str = Box::leak("/x".repeat(200).into_boxed_str());
+    for _ in 0..3 {
+        record_shape_static(&SHAPE, long, "200", 1.0);
+        record_shape(&SHAPE, long, "200", 1.0);
+    }
+    let cut = &long[..MAX_TAG_LEN];
+    assert_eq!(
+        rows("test/shaped_fixed/count"),
+        vec![(tags(&["/caf_"]), AggregationData::Count(5)), (tags(&[cut]), AggregationData::Count(6))]
+    );
+}
