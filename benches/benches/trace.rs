@@ -3,22 +3,23 @@
 //! - `unsampled_root`: start and end a root span the sampler declines (the common case at `sample_rate` <
 //!   100). Target: 5 ns, and no allocation (`runtime/tests/no_alloc.rs` proves that part).
 //! - `unsampled_child_of_current`: the same with the parent looked up in the current-span slot.
-//! - `sampled_two_attributes`: start a sampled root, set two attributes, end it and push it onto the span
-//!   queue, with a pipeline that keeps up. Target: 60 ns. Timed in chunks of
+//! - `sampled_two_attributes`: start a sampled root, set two attributes, end it and move it into the
+//!   thread's span ring, with a pipeline that keeps up. Target: 60 ns. Timed in chunks of
 //!   [`CHUNK`](oclayer_benches::CHUNK) spans, the pipeline drained (flushed) between chunks outside the
-//!   timed part: made flat out on one core, spans outrun any
-//!   batcher, the queue stays full and every push drops a cache-cold span, which measures overload (that
-//!   is `sampled_flooded`), not the request path. A chunk is below a batch's worth of queue space, so no
-//!   span of it is dropped; the batcher still wakes during chunks (every batch's worth of spans per thread)
-//!   and pops on its own core, as in a server. The peers run the same way (`fastrace::flush`, the
-//!   OpenTelemetry provider's `force_flush`), so the ratios stay like for like.
+//!   timed part: made flat out on one core, spans outrun any batcher, the ring stays full and every push
+//!   drops the oldest span, which measures overload (that is `sampled_flooded`), not the request path. A
+//!   chunk is below the thread's ring capacity, so no span of it is dropped; the batcher still wakes during
+//!   chunks (every batch's worth of spans per thread) and pops on its own core, as in a server, so each
+//!   ring slot's cache lines come back from the batcher's core when the thread writes the slot again. The
+//!   peers run the same way (`fastrace::flush`, the OpenTelemetry provider's `force_flush`), so the ratios
+//!   stay like for like.
 //! - `sampled_flooded`: the same span made flat out, never drained: the overloaded pipeline, and how many
-//!   spans the full queue dropped (printed). The peers' `*_sampled_flooded` face the same flood. Printed
+//!   spans the full ring dropped (printed). The peers' `*_sampled_flooded` face the same flood. Printed
 //!   too: how many spans a second the batcher exported meanwhile, running flat out (a lower bound: the
 //!   wall-clock time counted includes criterion's analysis after the samples).
-//! - `sampled_no_pipeline`: the same with no pipeline installed, so ending discards the span: the request
-//!   path's own work (ids, clock, allocation, attributes, running count) without the hand-off and without a
-//!   batcher competing for the cache and the allocator.
+//! - `sampled_no_pipeline`: the same with no pipeline installed, so ending leaves the recording in place
+//!   and pooling the allocation drops it: the request path's own work (ids, clock, attributes, running
+//!   count, the pool) without the hand-off and without a batcher competing for the cache.
 //! - `current_span_lookup_*`: `current_span().is_sampled()` inside an entered span: finding the current
 //!   span, as a handler does before recording into it. Target: 2 ns.
 //! - `current_span_clone_*`: `Span::current()`, an owned handle to the current span.
@@ -118,7 +119,8 @@ fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, m: &M) {
     let (exported_before, started) = (EXPORTED.load(Ordering::Relaxed), Instant::now());
     c.bench_function(&format!("{group}/sampled_flooded"), |b| b.iter(sampled_span));
     let (exported, elapsed) = (EXPORTED.load(Ordering::Relaxed) - exported_before, started.elapsed());
-    // A full queue drops the oldest span (one more atomic add on the request path): say how often.
+    // A full ring drops the oldest span (a compare-exchange and an atomic add on the request path): say how
+    // often.
     eprintln!(
         "{group}/sampled_flooded: spans dropped by the full queue: {}; the batcher exported {exported} spans \
          in {elapsed:.1?}: {:.2} M spans/s",

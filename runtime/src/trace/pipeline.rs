@@ -2,7 +2,9 @@
 //!
 //! Each thread that ends sampled spans moves each one's recording into a bounded ring of its own
 //! ([`ring`](super::ring): one producer, plain stores, no read-modify-write); that is all the request path
-//! does. A full ring drops its oldest span and counts it ([`dropped_spans`]). The rings are registered with
+//! does. A full ring drops its oldest span and counts it ([`dropped_spans`]); if the batcher is reading
+//! that very span at the moment (and does not finish within a few spins), the span being ended is dropped
+//! and counted instead, so that the request thread never waits for the batcher. The rings are registered with
 //! the installed [`SpanSink`]; the batcher, on the pipeline's background thread, walks them and pops spans
 //! in batches (by size, or when the batch timeout passes), turns them into [`SpanData`](super::SpanData)
 //! and hands each batch to every exporter. It also logs drops, at most once per [`DROP_LOG_INTERVAL`].
@@ -36,6 +38,9 @@ use super::span::{FINISHED_LINES, Finished, take_finished};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
 use crate::stats::health;
+
+/// Which slot a push prefetches: 0 the next push's, 1 the one after.
+const PREFETCH_AHEAD: u64 = 3;
 
 /// The exporter tag of drops made by the span queue (not by one exporter) in the health views.
 const PIPELINE: &str = "pipeline";
@@ -200,13 +205,13 @@ impl SpanSink {
     fn push(&self, producer: &mut Producer<Finished>, write: impl FnOnce(*mut Finished), pushed: &mut usize) {
         *pushed += 1;
         let mut wake = *pushed >= self.batch_size;
-        if producer.push_with(write) == Pushed::DroppedOldest {
+        if producer.push_with(write) != Pushed::Queued {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             // A full batch is waiting whatever the threads' counts say.
             wake = true;
         }
-        // The next slot's lines come over from the batcher's core while this thread does other work.
-        producer.prefetch_next(FINISHED_LINES);
+        // A later slot's lines come over from the batcher's core while this thread does other work.
+        producer.prefetch(PREFETCH_AHEAD, FINISHED_LINES);
         if wake {
             *pushed = 0;
             self.wake();
@@ -540,7 +545,7 @@ mod tests {
                     let mut dropped = 0;
                     for _ in 0..SPANS {
                         let pushed = producer.push_with(|slot| finished_for_test("flood", slot));
-                        dropped += usize::from(pushed == Pushed::DroppedOldest);
+                        dropped += usize::from(pushed != Pushed::Queued);
                     }
                     dropped
                 })
