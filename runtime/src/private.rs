@@ -152,7 +152,7 @@ impl Site {
     #[inline]
     pub fn start_at<'c>(&'static self, slot: &'c mut Call, http: Option<HttpView<'_>>) -> CallAt<'c> {
         if self.layer.is_enabled() {
-            *slot = self.begin_either(http, None);
+            self.begin_either_at(slot, http, None);
         }
         CallAt { call: slot }
     }
@@ -165,7 +165,7 @@ impl Site {
         http: Option<HttpView<'_>>,
     ) -> CallAt<'c> {
         if self.layer.is_enabled() {
-            *slot = self.begin_either(http, Some(std::any::type_name::<S>));
+            self.begin_either_at(slot, http, Some(std::any::type_name::<S>));
         }
         CallAt { call: slot }
     }
@@ -186,11 +186,52 @@ impl Site {
         }
     }
 
-    /// [`Site::begin`] without a request: no request tags, no trace context in or out, the span a child of
-    /// the current one. A separate function, so that an unsampled call of a fn without HTTP arguments (a
-    /// pipe, typically) runs none of the request's tests and moves no request-shaped state.
+    /// [`Site::begin_either`] into the slot of an `async fn`'s call (see [`Site::start_at`]). Out of line
+    /// like it, so that the fn's future keeps only the call and the test of the layer inline; written in
+    /// place, so that the state is not built on the stack and copied into the future.
+    #[inline(always)]
+    fn begin_either_at(
+        &'static self,
+        slot: &mut Call,
+        http: Option<HttpView<'_>>,
+        owner: Option<fn() -> &'static str>,
+    ) {
+        match http {
+            None => self.begin_bare_at(slot, owner),
+            http @ Some(_) => self.begin_at(slot, http, owner),
+        }
+    }
+
     #[inline(never)]
     fn begin_bare(&'static self, owner: Option<fn() -> &'static str>) -> Call {
+        Call { active: Some(self.bare(owner)) }
+    }
+
+    #[inline(never)]
+    fn begin_bare_at(&'static self, slot: &mut Call, owner: Option<fn() -> &'static str>) {
+        slot.active = Some(self.bare(owner));
+    }
+
+    #[inline(never)]
+    fn begin(&'static self, http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Call {
+        Call { active: Some(self.active(http, owner)) }
+    }
+
+    #[inline(never)]
+    fn begin_at(
+        &'static self,
+        slot: &mut Call,
+        http: Option<HttpView<'_>>,
+        owner: Option<fn() -> &'static str>,
+    ) {
+        slot.active = Some(self.active(http, owner));
+    }
+
+    /// A call's start without a request: no request tags, no trace context in or out, the span a child of
+    /// the current one. Apart from [`Site::active`], so that an unsampled call of a fn without HTTP
+    /// arguments (a pipe, typically) runs none of the request's tests and moves no request-shaped state.
+    #[inline(always)]
+    fn bare(&'static self, owner: Option<fn() -> &'static str>) -> Active {
         let start = Instant::now();
         let span = if self.skip_span {
             Span::NONE
@@ -204,10 +245,13 @@ impl Site {
             }
             span
         };
-        Call { active: Some(Active { site: self, start, span, request: RequestTags::default() }) }
+        Active { site: self, start, span, request: RequestTags::default() }
     }
 
-    fn begin(&'static self, mut http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Call {
+    /// A call's start with the request in scope: its tags, the incoming context (router) or the outgoing
+    /// one (backend).
+    #[inline(always)]
+    fn active(&'static self, mut http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Active {
         // One reading for both the span's start and the latency, so the two agree and the clock is read
         // once here and once at the end, not twice each.
         let start = Instant::now();
@@ -255,14 +299,16 @@ impl Site {
             crate::trace::propagation::inject(&context, headers);
         }
 
-        Call { active: Some(Active { site: self, start, span, request }) }
+        Active { site: self, start, span, request }
     }
 
     /// What the measures need from the request, read now: the request may be gone when the call ends.
     fn request_tags(&'static self, view: &HttpView<'_>) -> RequestTags {
-        let host = match (self.layer, view.host()) {
-            (Layer::Backend, Some(host)) => self.host_slot(host),
-            _ => HostTag::NONE,
+        // Only the backend tags the host: the others do not look for it (without an absolute URI, as a
+        // server receives it, that is a search of the headers).
+        let host = match self.layer {
+            Layer::Backend => view.host().map_or(HostTag::NONE, |host| self.host_slot(host)),
+            Layer::Router | Layer::Pipe => HostTag::NONE,
         };
         RequestTags {
             method: view.request().method().map_or(MethodTag::NONE, MethodTag::of),
@@ -803,7 +849,7 @@ where
 }
 
 /// A poll of the body's future with the call's span current; records the outcome when it completes.
-#[inline]
+#[inline(never)]
 fn poll_call<F, O>(fut: Pin<&mut F>, call: &mut Call, outcome: &O, cx: &mut Context<'_>) -> Poll<F::Output>
 where
     F: Future,
@@ -1326,8 +1372,17 @@ pub trait HasStatus {
     fn reply(&self) -> Reply;
 }
 
+/// `Content-Length`, which is digits only (RFC 9110, 8.6): read from the bytes, without checking them as
+/// text and then parsing the text, since every request and response pays for it.
 fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+    let digits = headers.get(CONTENT_LENGTH)?.as_bytes();
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0_u64, |n, &byte| {
+        let digit = byte.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 impl<B> HasStatus for Response<B> {
@@ -1585,6 +1640,22 @@ mod tests {
         assert_eq!(tag("one-too-many"), layer::HOST_TAG_OTHER);
         assert_eq!(tag("users-api:8080"), "users-api:8080", "known hosts keep their name");
         assert_eq!(SITE.host_tag(HostTag::NONE), "", "no host, no tag");
+    }
+
+    #[test]
+    fn content_length_is_digits_or_nothing() {
+        let length = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static(value));
+            content_length(&headers)
+        };
+        assert_eq!(length("0"), Some(0));
+        assert_eq!(length("1234"), Some(1234));
+        assert_eq!(length("18446744073709551615"), Some(u64::MAX));
+        for invalid in ["", "18446744073709551616", "12a", "-1", "+1", " 1", "1.5"] {
+            assert_eq!(length(invalid), None, "{invalid:?}");
+        }
+        assert_eq!(content_length(&HeaderMap::new()), None);
     }
 
     #[test]
