@@ -31,12 +31,24 @@ pub fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
         let krate = &plan.krate;
         quote!(#krate::__private)
     };
-    bind_requests_mut(plan, &mut item);
+    let is_async = matches!(plan.shape, Shape::Async { .. });
+    let rebound = if is_async {
+        rebind_owned_requests(plan, &mut item)
+    } else {
+        bind_requests_mut(plan, &mut item);
+        Vec::new()
+    };
 
     let site = site(plan, &item, &private);
-    // An async fn starts its call in a temporary of its own future (`start_at`), so that the call state is
+    let call = Ident::new("__oclayer_call", Span::mixed_site());
+    // An async fn starts its call in a slot of its own future (`start_at`), so that the call state is
     // written where it stays rather than copied in whole, which a disabled layer would pay for too.
-    let start = start(plan, &private, matches!(plan.shape, Shape::Async { .. }));
+    let slot = match (is_async, rebound.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(quote!(&mut #private::Call::slot())),
+        (true, false) => Some(quote!(&mut #call)),
+    };
+    let start = start(plan, &private, slot);
     let ret = Ident::new("__oclayer_ret", Span::mixed_site());
     let outcome = match plan.err {
         // Spanned at `err`, so that a return type without an error to display is reported there.
@@ -53,9 +65,27 @@ pub fn expand(plan: &Plan, mut item: ItemFn) -> TokenStream {
     let body = match &plan.shape {
         Shape::Sync { ret: Some(ty) } => quote!(#start.call(move || -> #ty #block, #outcome)),
         Shape::Sync { ret: None } => quote!(#start.call(move || #block, #outcome)),
-        Shape::Async { output } => {
+        Shape::Async { output } if rebound.is_empty() => {
             let typed = output_hint(output);
             quote!(#start #typed.run(async move #block, #outcome).await)
+        }
+        // An owned request is borrowed by `http!`, and a borrowed local stays in the fn's future until it
+        // goes out of scope, even once moved into the body's future: moved into a local of a block that
+        // ends before the `.await`, it is stored once in the body's future instead of twice.
+        Shape::Async { output } => {
+            let typed = output_hint(output);
+            let run = Ident::new("__oclayer_run", Span::mixed_site());
+            let lets = rebound.iter().map(|(mutability, ident)| {
+                quote!(#[allow(clippy::redundant_locals)] let #mutability #ident = #ident;)
+            });
+            quote! {
+                let mut #call = #private::Call::slot();
+                let #run = {
+                    #(#lets)*
+                    #start #typed.run(async move #block, #outcome)
+                };
+                #run.await
+            }
         }
         Shape::ImplFuture { output } => {
             let typed = output_hint(output);
@@ -119,9 +149,9 @@ fn site(plan: &Plan, item: &ItemFn, private: &TokenStream) -> TokenStream {
     }
 }
 
-/// `__OCLAYER.start(http).fields(|f| ...)`: the call's start, with the request and the fields; with `at`,
-/// `__OCLAYER.start_at(&mut Call::slot(), http)...`.
-fn start(plan: &Plan, private: &TokenStream, at: bool) -> TokenStream {
+/// `__OCLAYER.start(http).fields(|f| ...)`: the call's start, with the request and the fields; with a
+/// `slot`, `__OCLAYER.start_at(slot, http)...`.
+fn start(plan: &Plan, private: &TokenStream, slot: Option<TokenStream>) -> TokenStream {
     let requests = plan.requests.iter().map(|r| {
         let ident = &r.ident;
         let span = ident.span();
@@ -143,11 +173,11 @@ fn start(plan: &Plan, private: &TokenStream, at: bool) -> TokenStream {
         }
         None => quote!(#private::http!(#(#requests),*)),
     };
-    let mut start = match (plan.has_receiver, at) {
-        (true, false) => quote!(__OCLAYER.start_in::<Self>(#http)),
-        (false, false) => quote!(__OCLAYER.start(#http)),
-        (true, true) => quote!(__OCLAYER.start_in_at::<Self>(&mut #private::Call::slot(), #http)),
-        (false, true) => quote!(__OCLAYER.start_at(&mut #private::Call::slot(), #http)),
+    let mut start = match (plan.has_receiver, slot) {
+        (true, None) => quote!(__OCLAYER.start_in::<Self>(#http)),
+        (false, None) => quote!(__OCLAYER.start(#http)),
+        (true, Some(slot)) => quote!(__OCLAYER.start_in_at::<Self>(#slot, #http)),
+        (false, Some(slot)) => quote!(__OCLAYER.start_at(#slot, #http)),
     };
     if !plan.fields.is_empty() {
         let fields = Ident::new("__oclayer_fields", Span::mixed_site());
@@ -206,6 +236,27 @@ fn needs_parens(expr: &Expr) -> bool {
             | Expr::Tuple(_)
             | Expr::Unary(_)
     )
+}
+
+/// The owned request arguments of an `async fn`, to be moved into locals of a block (see `expand`): each
+/// with the `mut` its local needs, taken off the argument, whose binding is then only moved from. A `mut`
+/// left on the argument would warn as unused.
+fn rebind_owned_requests(plan: &Plan, item: &mut ItemFn) -> Vec<(Option<syn::Token![mut]>, Ident)> {
+    let mut rebound = Vec::new();
+    for request in plan.requests.iter().filter(|r| matches!(r.access, Access::Borrow | Access::BorrowMut)) {
+        for arg in &mut item.sig.inputs {
+            if let FnArg::Typed(typed) = arg
+                && let Pat::Ident(pat) = &mut *typed.pat
+                && pat.ident == request.ident
+            {
+                let mutability = pat.mutability.take().or_else(|| {
+                    (request.access == Access::BorrowMut).then(|| syn::Token![mut](pat.ident.span()))
+                });
+                rebound.push((mutability, pat.ident.clone()));
+            }
+        }
+    }
+    rebound
 }
 
 /// The backend injects headers into an owned request, so its binding must be `mut`. Patterns are not part
