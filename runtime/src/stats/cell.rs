@@ -84,28 +84,15 @@ impl Cell {
         }
     }
 
-    /// Whether this is a count cell, which [`count_one`](Self::count_one) records into.
-    pub(crate) fn is_count(&self) -> bool {
-        matches!(self, Cell::Count(_))
-    }
-
-    /// Counts one measurement in a count cell (a count ignores the value); nothing for other cells.
-    #[inline(always)]
-    pub(crate) fn count_one(&self) {
-        if let Cell::Count(n) = self {
-            n.store(n.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-        }
-    }
-
-    /// [`record`](Self::record) with a distribution's update inlined where it is called: the layers'
-    /// shortcut, where a call and a jump on the kind cost a tenth of the update. `float` is `value` as a
-    /// float, read by the caller beforehand (see `record_shortcut`).
+    /// [`record`](Self::record) with a count's and a distribution's update inlined where it is called: the
+    /// layers' shortcut, where a call and a jump on the kind cost as much as a count. `float` is `value` as
+    /// a float, read by the caller beforehand (see `record_shortcut`).
     #[inline(always)]
     pub(crate) fn record_inline(&self, value: &Value, float: f64) {
-        if let Cell::Distribution(d) = self {
-            d.record(float);
-        } else {
-            self.record_out_of_line(*value);
+        match self {
+            Cell::Count(n) => n.store(n.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed),
+            Cell::Distribution(d) => d.record(float),
+            other => other.record_out_of_line(*value),
         }
     }
 
