@@ -297,7 +297,9 @@ pub struct OcAgentConfig {
     pub ca_certificate_pem: Option<String>,
     /// Spans kept while the agent is unreachable (or slower than the traffic); beyond this the oldest are
     /// dropped and counted. Default [`DEFAULT_OCAGENT_MAX_QUEUED_SPANS`]; 0 means the default. JSON:
-    /// `max_queued_spans`.
+    /// `max_queued_spans`. This is the exporter's own queue, after the span pipeline; the pipeline's rings
+    /// in front of it have a bound of their own, per thread that ends sampled spans
+    /// ([`TelemetryBuilder::span_queue_capacity`](crate::TelemetryBuilder::span_queue_capacity)).
     pub max_queued_spans: usize,
     /// Stats reports kept while the agent is unreachable; beyond this the oldest are dropped and counted.
     /// Default [`DEFAULT_OCAGENT_MAX_QUEUED_REPORTS`]; 0 means the default. JSON: `max_queued_reports`.
