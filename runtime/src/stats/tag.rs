@@ -59,7 +59,7 @@ pub(crate) fn sanitize_value(value: &str) -> Cow<'_, str> {
 
 /// Byte equality, inline for the short strings tags usually are (a call to `memcmp` per value costs more
 /// than the comparison): at most two overlapping word loads compare up to 16 bytes.
-#[inline(always)]
+#[inline]
 pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     fn word(s: &[u8], at: usize) -> u64 {
         let mut w = [0u8; 8];
