@@ -21,7 +21,9 @@
 //! Shared by the span and the layers' latency measure: a layer reads [`Instant::now`] once at the start and
 //! once at the end of a call and gives the same readings to its span
 //! ([`SpanBuilder::start_at`](crate::trace::SpanBuilder), `Span::end_at`) and to its latency, so the
-//! two agree and the clock is read twice per call, not four times.
+//! two agree and the clock is read twice per call, not four times. The latency goes to the measures as
+//! [`Instant::millis_since`]: the ticks times a calibrated milliseconds-per-tick factor, where a [`Duration`]
+//! between would cost two divisions (ticks to nanoseconds to seconds and nanoseconds, then to milliseconds).
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};

@@ -16,7 +16,11 @@
 //! [`Shape`]), so each thread keeps, per shape, the values of a recent record and the cells it wrote; a
 //! record with the same values checks the registry's generation, compares the values and writes those cells.
 //! Only records whose every view splits by the shape's own keys get one (a view that also splits by a tag of
-//! the current context needs the general path).
+//! the current context needs the general path). An annotated call's tags are all `&'static str`s (patterns,
+//! method names, status digits), and [`record_shaped_static`] compares those by address and length: a
+//! `'static` string's bytes never change and its memory is never reused, so the same address and length is
+//! the same value. A hit is then the shape check, the generation, two words per tag and the cell updates
+//! (a count is one increment; a distribution's update is inlined).
 //!
 //! The rows are keyed by the values as given, before sanitizing, so a value that had to be fixed does not
 //! take the slow path again: its cell is the fixed row's cell and remembers to count the fix.
