@@ -166,7 +166,8 @@ enum Search {
     /// Entry `i` is the octave whose biased exponent is `first_exponent + i`. The first entry also serves
     /// smaller values, zero and negatives (no bound is below them); the last also serves larger values
     /// (every bound is below them).
-    Octave { octaves: Box<[Octave]>, first_exponent: i64 },
+    /// `last` is the table's last index (the table has at least two entries).
+    Octave { octaves: Box<[Octave]>, first_exponent: i64, last: i64 },
     /// Few bounds: count over all of them (vectorized, no dependent loads).
     Count,
     /// Many bounds spread widely: binary search.
@@ -223,22 +224,32 @@ impl BucketIndex {
             }
             octaves.push(Octave { below, next });
         }
-        Some(Search::Octave { octaves: octaves.into(), first_exponent })
+        let last = i64::try_from(octaves.len()).ok()? - 1;
+        Some(Search::Octave { octaves: octaves.into(), first_exponent, last })
     }
 
     /// The bucket of a finite `v`: the number of bounds `<= v`.
     #[inline(always)]
     pub(crate) fn bucket(&self, v: f64) -> usize {
+        // The octave search first and alone, with its clamp's bounds precomputed (`clamp` checks them on
+        // every call): the latency and size bounds all take it, inlined into the layers' records.
+        if let Search::Octave { octaves, first_exponent, last } = &self.search {
+            let i = (exponent(v) - first_exponent).max(0).min(*last) as usize;
+            // Always there: `i` was clamped to the table.
+            return octaves
+                .get(i)
+                .map_or(0, |o| o.below + o.next.iter().map(|&b| usize::from(b <= v)).sum::<usize>());
+        }
+        self.bucket_without_octaves(v)
+    }
+
+    /// [`bucket`](Self::bucket) for bounds the octave search does not take.
+    #[inline(never)]
+    fn bucket_without_octaves(&self, v: f64) -> usize {
         match &self.search {
-            Search::Octave { octaves, first_exponent } => {
-                let i = (exponent(v) - first_exponent).clamp(0, octaves.len() as i64 - 1) as usize;
-                // Always there: `i` was clamped to the table.
-                octaves
-                    .get(i)
-                    .map_or(0, |o| o.below + o.next.iter().map(|&b| usize::from(b <= v)).sum::<usize>())
-            }
             Search::Count => self.bounds.iter().map(|&b| usize::from(b <= v)).sum(),
-            Search::Binary => self.bounds.partition_point(|&b| b <= v),
+            // The octave search does not come here; a binary search is right for it too.
+            Search::Binary | Search::Octave { .. } => self.bounds.partition_point(|&b| b <= v),
         }
     }
 }
