@@ -64,6 +64,14 @@ async fn async_backend_owned(req: Request<Vec<u8>>) -> usize {
     req.into_body().len()
 }
 
+// `mut` on an owned request the body changes: the expansion moves it into a `mut` local of its own.
+#[trace_layer(router)]
+async fn async_router_mut(mut req: Request<()>) -> StatusCode {
+    req.headers_mut().insert("x-seen", http::HeaderValue::from_static("1"));
+    tokio::task::yield_now().await;
+    if req.headers().contains_key("x-seen") { StatusCode::OK } else { StatusCode::NOT_FOUND }
+}
+
 #[trace_layer(router, request = parts)]
 async fn named_request(parts: http::request::Parts, body: Vec<u8>) -> (StatusCode, usize) {
     (if parts.method == http::Method::POST { StatusCode::CREATED } else { StatusCode::OK }, body.len())
@@ -234,6 +242,7 @@ async fn async_shapes_return_what_their_body_returns() {
     assert_eq!(async_backend(&mut req).await, StatusCode::OK);
     assert!(req.headers().contains_key("x-seen"));
     assert_eq!(async_backend_owned(Request::new(vec![1, 2])).await, 2);
+    assert_eq!(async_router_mut(Request::new(())).await, StatusCode::OK);
     let (parts, ()) = Request::post("/").body(()).unwrap().into_parts();
     assert_eq!(named_request(parts, vec![1]).await, (StatusCode::CREATED, 1));
     async_unit().await;
