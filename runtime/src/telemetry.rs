@@ -82,9 +82,9 @@ impl TelemetryBuilder {
     /// How many finished spans each thread may have waiting for the exporters before its oldest are
     /// dropped (rounded up to a power of two); default
     /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The bound is per thread: each
-    /// thread that ends sampled spans gets a ring of its own, allocated on its first one, about 0.7 KiB a
-    /// span (700 KiB per thread by default; with 64 such threads, 45 MiB at most), kept after the thread
-    /// exits until the spans in it are exported. Besides the queued spans, ended spans' allocations are
+    /// thread that ends sampled spans gets a ring of its own, allocated on its first one, 640 bytes a span
+    /// (640 KiB per thread by default; with 64 such threads, 40 MiB), kept after the thread exits until the
+    /// spans in it are exported. Besides the queued spans, ended spans' allocations are
     /// kept for reuse by new ones: at most 512 in a shared pool and 32 per thread that makes sampled spans
     /// (a thread's are freed when it exits).
     pub fn span_queue_capacity(mut self, spans: usize) -> TelemetryBuilder {

@@ -45,8 +45,8 @@ const PREFETCH_AHEAD: u64 = 3;
 /// The exporter tag of drops made by the span queue (not by one exporter) in the health views.
 const PIPELINE: &str = "pipeline";
 
-/// Finished spans each thread's ring holds by default before dropping its oldest (a slot is about 0.7 KiB,
-/// so about 700 KiB per thread that ends sampled spans, allocated on its first one).
+/// Finished spans each thread's ring holds by default before dropping its oldest (a slot is 640 bytes, so
+/// 640 KiB per thread that ends sampled spans, allocated on its first one; 40 MiB for 64 such threads).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 /// Spans per exported batch by default.
 pub const DEFAULT_BATCH_SIZE: usize = 300;
@@ -487,6 +487,12 @@ mod tests {
         assert_eq!(of("a-"), ["a-1", "a-2", "a-3"]);
         assert_eq!(of("b-"), ["b-1", "b-2"]);
         assert!(sink.pop(10).is_empty());
+    }
+
+    #[test]
+    fn a_slot_takes_the_640_bytes_the_docs_say() {
+        // `DEFAULT_QUEUE_CAPACITY`'s and `span_queue_capacity`'s docs quote it for the memory per thread.
+        assert_eq!(Ring::<Finished>::SLOT_SIZE, 640);
     }
 
     #[test]

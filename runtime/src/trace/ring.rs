@@ -107,6 +107,10 @@ impl<T> Ring<T> {
         self.slots.len()
     }
 
+    /// The bytes a slot takes, entry and stamp.
+    #[cfg(test)]
+    pub(crate) const SLOT_SIZE: usize = std::mem::size_of::<Slot<T>>();
+
     /// How many entries are queued, as of a moment ago (entries may be pushed or popped meanwhile).
     pub(crate) fn len(&self) -> usize {
         // The head first: it never passes the tail, so reading the tail after it gives no negative length.
