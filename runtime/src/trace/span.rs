@@ -1244,6 +1244,34 @@ mod tests {
         .expect("the second thread");
     }
 
+    #[test]
+    fn a_full_pool_hands_its_chunk_to_the_shared_pool_and_starts_another() {
+        // A thread of its own: the pool is per thread (other tests' threads may take chunks from the shared
+        // pool meanwhile, so only this thread's pool is checked).
+        std::thread::spawn(|| {
+            let spans: Vec<_> = (0..=CHUNK)
+                .map(|_| {
+                    SpanBuilder::new("pool-many").parent(Parent::Root).sampler(Sampler::AlwaysOn).start()
+                })
+                .collect();
+            let mut handed_over = 0;
+            for span in spans {
+                let before = pooled_here_for_test();
+                drop(span);
+                let after = pooled_here_for_test();
+                if before == CHUNK {
+                    assert_eq!(after, 1, "a full pool hands its chunk over and starts a new one");
+                    handed_over += 1;
+                } else {
+                    assert_eq!(after, before + 1);
+                }
+            }
+            assert!(handed_over >= 1, "{} spans pooled into a pool of {CHUNK}", CHUNK + 1);
+        })
+        .join()
+        .expect("the pool test's thread");
+    }
+
     /// A span that overran every limit, ended with its recording moved out as the pipeline does
     /// (`moved_out`) or left in place (no pipeline).
     fn used_span(moved_out: bool) -> *const () {
