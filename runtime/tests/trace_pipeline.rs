@@ -202,6 +202,45 @@ fn dropped_by_pipeline_in_view() -> i64 {
 }
 
 #[test]
+fn flush_delivers_spans_ended_on_threads_now_idle_or_exited() {
+    let _serial = serial();
+    block_on(async {
+        let (builder, exported) = builder(100);
+        // Neither size nor age sends anything meanwhile: only the flush does.
+        let telemetry = builder
+            .span_batch_size(1000)
+            .span_batch_timeout(Duration::from_secs(3600))
+            .init()
+            .expect("the pipeline starts");
+        std::thread::spawn(|| {
+            for i in 0..3 {
+                trace::start_span(format!("exited-{i}"), SpanKind::Unspecified).end();
+            }
+        })
+        .join()
+        .expect("the thread that exits");
+        let (idle_tx, idle_rx) = std::sync::mpsc::channel::<()>();
+        let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+        let idle = std::thread::spawn(move || {
+            for i in 0..2 {
+                trace::start_span(format!("idle-{i}"), SpanKind::Unspecified).end();
+            }
+            ended_tx.send(()).expect("the test waits");
+            // Idle, its ring still registered, until the test is done.
+            let _ = idle_rx.recv();
+        });
+        ended_rx.recv().expect("the idle thread ended its spans");
+        telemetry.flush().await.expect("flush");
+        let mut got = names(&exported.spans());
+        got.sort();
+        assert_eq!(got, ["exited-0", "exited-1", "exited-2", "idle-0", "idle-1"]);
+        drop(idle_tx);
+        idle.join().expect("the idle thread");
+        telemetry.shutdown().await.expect("shutdown");
+    });
+}
+
+#[test]
 fn a_full_batch_goes_out_without_a_flush() {
     let _serial = serial();
     let (builder, exported) = builder(100);
