@@ -13,6 +13,11 @@
 //!   fastrace's `root_per_call`, whose `_flooded` rows keep the flood.
 //! - `oclayer/router_*`: the router layer reading an `http::Request` (method, path, host, trace headers).
 //! - `async/*`: the same for an `async fn`, polled once to completion without an executor.
+//! - `async/executor_*`: the plain and the disabled async fn polled as an executor polls a task: moved, then
+//!   polled through the future's vtable. `async/plain` is a future the compiler never moves (its poll is
+//!   inlined and its address never taken), which no executor allows; any future polled out of line after
+//!   being built by a call pays for the move, including a store-forwarding stall on reading back what the
+//!   call just wrote. These two rows compare the layer's cost where both fns pay that.
 //! - `fastrace/no_parent`, `tracing/no_subscriber`: the peers when nothing collects (their "disabled").
 //! - `fastrace/root_per_call`: a root span and the annotated fn's local span, reported to a discarding
 //!   reporter (fastrace records only under a root, so the root is part of what a request pays).
@@ -108,6 +113,16 @@ fn ready<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// Polls a future that completes at once as an executor's task does: from where it was moved to, through
+/// its vtable.
+fn ready_as_task<F: Future>(fut: F) -> F::Output {
+    let task: std::pin::Pin<&mut dyn Future<Output = F::Output>> = pin!(fut);
+    match black_box(task).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => value,
+        Poll::Pending => unreachable!("the benched futures never wait"),
+    }
+}
+
 // ---- the pipelines ---------------------------------------------------------------------------------------
 
 fn pipeline() -> oclayer::Telemetry {
@@ -131,6 +146,10 @@ fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>, m: &M) {
     c.bench_function("oclayer/disabled", |b| b.iter(|| annotated(black_box(7))));
     c.bench_function("oclayer/router_disabled", |b| b.iter(|| router(&req, black_box(7))));
     c.bench_function("async/oclayer_disabled", |b| b.iter(|| ready(annotated_async(black_box(7)))));
+    c.bench_function("async/executor_plain", |b| b.iter(|| ready_as_task(plain_async(black_box(7)))));
+    c.bench_function("async/executor_oclayer_disabled", |b| {
+        b.iter(|| ready_as_task(annotated_async(black_box(7))))
+    });
 
     let telemetry = pipeline();
     trace::set_sampler(Sampler::AlwaysOff);
