@@ -671,7 +671,10 @@ impl Active {
         if !site.skip_measures {
             record_measures(site, &request, &end, status, error, ended_at.millis_since(start));
         }
-        span.end_at(ended_at);
+        // An unsampled span has nothing to end: dropped as it is, it is not first swapped for an empty one.
+        if span.is_sampled() {
+            span.end_at(ended_at);
+        }
     }
 }
 
