@@ -244,49 +244,70 @@ impl SpanSink {
         self.rings().iter().map(|ring| ring.len()).sum()
     }
 
-    /// Up to `max` queued spans, as exporters receive them: each thread's in the order they ended. Also
-    /// forgets the rings that are empty and whose thread let go of them.
-    fn pop(&self, max: usize) -> SpanBatch {
+    /// How many spans each ring holds now, the rings that hold none left out. Also forgets the rings that
+    /// are empty and whose thread let go of them.
+    fn snapshot(&self) -> Vec<(Arc<Ring<Finished>>, usize)> {
         let mut rings = self.rings();
         rings.retain(|ring| Arc::strong_count(ring) > 1 || !ring.is_empty());
-        // Spans leave a ring only through a consumer (a full ring's producer drops one for each it adds), and
-        // the batcher is the only consumer: at least this many are there to pop.
-        let available = rings.iter().map(|ring| ring.len()).sum::<usize>().min(max);
-        if available == 0 {
-            return SpanBatch::from([]);
+        rings.iter().map(|ring| (Arc::clone(ring), ring.len())).filter(|(_, queued)| *queued > 0).collect()
+    }
+
+    /// Up to `max` queued spans, as exporters receive them: each thread's in the order they ended. A busy
+    /// thread's ring is not drained first every time (a batch starts at another ring each time).
+    fn pop(&self, max: usize) -> SpanBatch {
+        let mut quotas = self.snapshot();
+        if !quotas.is_empty() {
+            let start = self.rotation.fetch_add(1, Ordering::Relaxed) % quotas.len();
+            quotas.rotate_left(start);
         }
-        // One reading of the wall clock places every span of the batch (see `span`'s module docs).
-        let clock = WallClock::now();
-        // Written straight into the batch: collecting into a `Vec` and converting copied every `SpanData`
-        // a second time.
-        let mut batch = Arc::<[SpanData]>::new_uninit_slice(available);
-        let slots = Arc::get_mut(&mut batch).unwrap_or_else(|| unreachable!("a new Arc has no other handle"));
-        let mut filled = 0;
-        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % rings.len();
-        'rings: for ring in rings.iter().cycle().skip(start).take(rings.len()) {
-            while filled < available {
-                // SAFETY: `pop_with` hands over an initialised entry this thread alone reads; `take_finished`
-                // moves it out, as `pop_with` requires, and does not panic.
-                let Some(span) = ring.pop_with(|slot| unsafe { take_finished(slot, &clock) }) else {
-                    continue 'rings;
-                };
-                slots[filled].write(span);
-                filled += 1;
-            }
+        pop_quotas(&mut quotas, max)
+    }
+}
+
+/// Up to `max` spans from the rings of `quotas`, each ring's count there lowered by what is taken from it:
+/// no more than it held when the counts were taken, so that spans ended since (on busy threads) never take
+/// the place of spans queued before on others (a flush must deliver what was queued when it was asked).
+fn pop_quotas(quotas: &mut [(Arc<Ring<Finished>>, usize)], max: usize) -> SpanBatch {
+    // Spans leave a ring only through a consumer (a full ring's producer drops one for each it adds), and the
+    // batcher is the only consumer: each ring holds at least its count.
+    let available = quotas.iter().map(|(_, queued)| *queued).sum::<usize>().min(max);
+    if available == 0 {
+        return SpanBatch::from([]);
+    }
+    // One reading of the wall clock places every span of the batch (see `span`'s module docs).
+    let clock = WallClock::now();
+    // Written straight into the batch: collecting into a `Vec` and converting copied every `SpanData` a
+    // second time.
+    let mut batch = Arc::<[SpanData]>::new_uninit_slice(available);
+    let slots = Arc::get_mut(&mut batch).unwrap_or_else(|| unreachable!("a new Arc has no other handle"));
+    let mut filled = 0;
+    for (ring, queued) in quotas.iter_mut() {
+        while *queued > 0 && filled < available {
+            // SAFETY: `pop_with` hands over an initialised entry this thread alone reads; `take_finished`
+            // moves it out, as `pop_with` requires, and does not panic.
+            let Some(span) = ring.pop_with(|slot| unsafe { take_finished(slot, &clock) }) else {
+                // Not expected (see above): nothing more to take from this ring.
+                *queued = 0;
+                break;
+            };
+            slots[filled].write(span);
+            filled += 1;
+            *queued -= 1;
+        }
+        if filled == available {
             break;
         }
-        drop(rings);
-        if filled < available {
-            // Not expected (see above); without the guarantee, the spans popped are still delivered.
-            let popped: Vec<SpanData> =
-                // SAFETY: the first `filled` were written above; each is read once, and the `Arc` of
-                // `MaybeUninit` does not drop them again.
-                slots[..filled].iter().map(|span| unsafe { span.assume_init_read() }).collect();
-            return popped.into();
-        }
-        // SAFETY: all `available` entries were written above.
-        unsafe { batch.assume_init() }
     }
+    if filled < available {
+        // Not expected (see above); without the guarantee, the spans popped are still delivered.
+        let popped: Vec<SpanData> =
+            // SAFETY: the first `filled` were written above; each is read once, and the `Arc` of
+            // `MaybeUninit` does not drop them again.
+            slots[..filled].iter().map(|span| unsafe { span.assume_init_read() }).collect();
+        return popped.into();
+    }
+    // SAFETY: all `available` entries were written above.
+    unsafe { batch.assume_init() }
 }
 
 /// What woke the batcher.
@@ -363,13 +384,14 @@ impl Batcher {
     pub(crate) fn send_all(&mut self) {
         self.record_drops();
         self.sink.wake_pending.store(false, Ordering::Release);
-        let mut left = self.sink.len();
-        while left > 0 {
-            let batch = self.sink.pop(left.min(self.sink.batch_size));
+        // What each ring holds now: spans ended meanwhile wait for the next round, so that a busy producer
+        // cannot keep this going forever, nor push out of this round the spans queued before it.
+        let mut quotas = self.sink.snapshot();
+        loop {
+            let batch = pop_quotas(&mut quotas, self.sink.batch_size);
             if batch.is_empty() {
                 break;
             }
-            left -= batch.len();
             self.send(batch);
         }
     }
@@ -493,6 +515,34 @@ mod tests {
     fn a_slot_takes_the_640_bytes_the_docs_say() {
         // `DEFAULT_QUEUE_CAPACITY`'s and `span_queue_capacity`'s docs quote it for the memory per thread.
         assert_eq!(Ring::<Finished>::SLOT_SIZE, 640);
+    }
+
+    #[test]
+    fn a_drain_takes_what_each_ring_held_when_it_started_not_what_came_since() {
+        // A flush found one span on a quiet thread and two on a busy one, which ends more meanwhile: those
+        // must not take the quiet thread's place in the flush (they did, when the drain counted only a total).
+        let sink = SpanSink::new(64, 100);
+        let (mut quiet, mut busy) = (sink.new_producer(), sink.new_producer());
+        push(&sink, &mut quiet, "quiet", &mut 0);
+        for name in ["busy-1", "busy-2"] {
+            push(&sink, &mut busy, name, &mut 0);
+        }
+        let mut quotas = sink.snapshot();
+        for _ in 0..5 {
+            push(&sink, &mut busy, "busy-later", &mut 0);
+        }
+        let mut drained = Vec::new();
+        loop {
+            // Batches of 1, so that every span is a separate pick.
+            let batch = pop_quotas(&mut quotas, 1);
+            if batch.is_empty() {
+                break;
+            }
+            drained.extend(names(&batch).into_iter().map(str::to_owned));
+        }
+        drained.sort_unstable();
+        assert_eq!(drained, ["busy-1", "busy-2", "quiet"]);
+        assert_eq!(sink.len(), 5, "the later ones wait for the next round");
     }
 
     #[test]
