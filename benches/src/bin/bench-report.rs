@@ -97,6 +97,12 @@ fn tables() -> Vec<Table> {
                 row("async/oclayer_disabled", "async: oclayer, layer off", OclayerOther),
                 row("async/fastrace_no_parent", "async: fastrace, no root span", Peer),
                 row("async/tracing_no_subscriber", "async: tracing, no subscriber", Peer),
+                row("async/executor_plain", "async fn polled as a task (baseline)", Baseline),
+                row(
+                    "async/executor_oclayer_disabled",
+                    "async polled as a task: oclayer, layer off",
+                    OclayerOther,
+                ),
             ],
             targets: vec![
                 Target::MaxNs {
@@ -110,6 +116,12 @@ fn tables() -> Vec<Table> {
                     baseline: Some("async/plain"),
                     max: 1.0,
                     text: "disabled layer on an async fn ≤ 1 ns over the plain async fn",
+                },
+                Target::MaxNs {
+                    row: "async/executor_oclayer_disabled",
+                    baseline: Some("async/executor_plain"),
+                    max: 1.0,
+                    text: "the same, both polled as an executor polls a task (moved, through the vtable)",
                 },
             ],
         },
