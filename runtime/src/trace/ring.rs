@@ -62,6 +62,10 @@ unsafe impl<T: Send> Send for Ring<T> {}
 // SAFETY: as for `Send`.
 unsafe impl<T: Send> Sync for Ring<T> {}
 
+/// The largest ring [`Ring::with_capacity`] makes (a larger request is cut to it): 2^20 slots, so that an
+/// absurd configured bound gives a large ring rather than an allocation failure on a request thread.
+pub(crate) const MAX_CAPACITY: usize = 1 << 20;
+
 /// The one handle that pushes into a [`Ring`]. Not `Clone`: the protocol allows one producer.
 pub(crate) struct Producer<T> {
     ring: Arc<Ring<T>>,
@@ -82,10 +86,10 @@ pub(crate) enum Pushed {
 }
 
 impl<T> Ring<T> {
-    /// A ring of `capacity` entries rounded up to a power of two (at least 1), and its producer. The slots
+    /// A ring of `capacity` entries (1 to [`MAX_CAPACITY`]) rounded up to a power of two, and its producer. The slots
     /// are allocated here, uninitialised but for their stamps.
     pub(crate) fn with_capacity(capacity: usize) -> (Arc<Ring<T>>, Producer<T>) {
-        let capacity = capacity.max(1).checked_next_power_of_two().unwrap_or(1 << (usize::BITS - 1));
+        let capacity = capacity.clamp(1, MAX_CAPACITY).next_power_of_two();
         let slots = (0..capacity as u64)
             .map(|position| Slot {
                 stamp: AtomicU64::new(position),
