@@ -84,9 +84,9 @@ impl TelemetryBuilder {
     /// [`DEFAULT_QUEUE_CAPACITY`](crate::trace::DEFAULT_QUEUE_CAPACITY). The bound is per thread: each
     /// thread that ends sampled spans gets a ring of its own, allocated on its first one, 640 bytes a span
     /// (640 KiB per thread by default; with 64 such threads, 40 MiB), kept after the thread exits until the
-    /// spans in it are exported. At most 2^20 (a larger value is cut to it). Besides the queued spans, ended spans' allocations are
-    /// kept for reuse by new ones: at most 512 in a shared pool and 32 per thread that makes sampled spans
-    /// (a thread's are freed when it exits).
+    /// spans in it are exported. At most 2^20 (a larger value is cut to it). Besides the queued spans,
+    /// ended spans' allocations are kept for reuse by new ones: at most 512 in a shared pool and 32 per
+    /// thread that makes sampled spans (a thread's are freed when it exits).
     pub fn span_queue_capacity(mut self, spans: usize) -> TelemetryBuilder {
         self.span_queue_capacity = spans.max(1);
         self

@@ -86,8 +86,8 @@ pub(crate) enum Pushed {
 }
 
 impl<T> Ring<T> {
-    /// A ring of `capacity` entries (1 to [`MAX_CAPACITY`]) rounded up to a power of two, and its producer. The slots
-    /// are allocated here, uninitialised but for their stamps.
+    /// A ring of `capacity` entries (1 to [`MAX_CAPACITY`]) rounded up to a power of two, and its
+    /// producer. The slots are allocated here, uninitialised but for their stamps.
     pub(crate) fn with_capacity(capacity: usize) -> (Arc<Ring<T>>, Producer<T>) {
         let capacity = capacity.clamp(1, MAX_CAPACITY).next_power_of_two();
         let slots = (0..capacity as u64)
