@@ -53,13 +53,16 @@ pub struct Site {
     function: &'static str,
     name: Option<&'static str>,
     route: Option<&'static str>,
+    /// [`Site::pattern_tag`], fixed by the builder: the route, else the name, else the fn.
+    pattern: &'static str,
     err: bool,
     skip_span: bool,
     skip_measures: bool,
     /// The backend's upstream hosts, interned for the host tag (see [`Site::host_tag`]).
     hosts: [OnceLock<&'static str>; Site::MAX_HOSTS],
-    /// `pipe-` or `backend-` and the route: built on the first call, then borrowed by every span.
-    route_name: OnceLock<String>,
+    /// [`Site::fixed_name`], resolved on the first call: later calls read it with one test, not the match
+    /// over the arguments (about 30 instructions of an unsampled call, whose span never uses the name).
+    fixed_name: OnceLock<Option<&'static str>>,
 }
 
 impl Site {
@@ -72,11 +75,12 @@ impl Site {
             function,
             name: None,
             route: None,
+            pattern: function,
             err: false,
             skip_span: false,
             skip_measures: false,
             hosts: [const { OnceLock::new() }; Site::MAX_HOSTS],
-            route_name: OnceLock::new(),
+            fixed_name: OnceLock::new(),
         }
     }
 
@@ -98,12 +102,16 @@ impl Site {
     /// `name = "..."`: the span name, exactly.
     pub const fn name(mut self, name: &'static str) -> Site {
         self.name = Some(name);
+        if self.route.is_none() {
+            self.pattern = name;
+        }
         self
     }
 
     /// `route = "..."`: the route (router), endpoint (pipe) or URL (backend) pattern.
     pub const fn route(mut self, route: &'static str) -> Site {
         self.route = Some(route);
+        self.pattern = route;
         self
     }
 
@@ -173,7 +181,7 @@ impl Site {
     /// The tag value naming what was called: the pattern if given, else the span name, else the fn. Never
     /// a raw path, so the number of rows stays bounded.
     fn pattern_tag(&self) -> &'static str {
-        self.route.or(self.name).unwrap_or(self.function)
+        self.pattern
     }
 
     /// [`Site::begin_bare`] when no HTTP request is in scope, else [`Site::begin`]. Inlined into the
@@ -356,15 +364,26 @@ impl Site {
     }
 
     /// The span name when it does not depend on the call: `name`, or the layer's prefix and the route.
+    #[inline(always)]
     fn fixed_name(&'static self) -> Option<&'static str> {
-        match (self.name, self.route, self.layer) {
+        match self.fixed_name.get() {
+            Some(name) => *name,
+            None => self.resolve_fixed_name(),
+        }
+    }
+
+    /// [`Site::fixed_name`] on the first call. `pipe-` or `backend-` and the route are joined once per
+    /// annotated fn (one small string leaked per fn, like its hosts), then borrowed by every span.
+    #[cold]
+    fn resolve_fixed_name(&'static self) -> Option<&'static str> {
+        *self.fixed_name.get_or_init(|| match (self.name, self.route, self.layer) {
             (Some(name), _, _) => Some(name),
             (None, Some(route), Layer::Router) => Some(route),
             (None, Some(route), _) => {
-                Some(self.route_name.get_or_init(|| format!("{}{route}", self.prefix())))
+                Some(Box::leak(format!("{}{route}", self.prefix()).into_boxed_str()) as &'static str)
             }
             (None, None, _) => None,
-        }
+        })
     }
 
     /// The span name from the request path, or the fn and its impl type (DESIGN.md's layer table), when
@@ -596,9 +615,17 @@ impl Call {
 
     #[inline(never)]
     fn record(&mut self, end: End<'_, '_>) {
-        if let Some(active) = self.active.take() {
-            active.record(end);
+        let Some(active) = &self.active else { return };
+        if active.span.is_sampled() {
+            if let Some(active) = self.active.take() {
+                active.record_sampled(end);
+            }
+            return;
         }
+        // Unsampled: the measures, read from the state in place (moving it out to read it copied all ten
+        // words), then the state and its span dropped where they are, as an unsampled span has nothing to end.
+        active.measure(&end, Instant::now());
+        self.active = None;
     }
 
     /// Dropped unfinished: the body panicked (the sync case: we are unwinding from it) or the future was
@@ -657,35 +684,29 @@ fn status_of(layer: Layer, end: &End<'_, '_>) -> Option<u16> {
 }
 
 impl Active {
-    fn record(self, end: End<'_, '_>) {
-        let Active { site, start, span, request } = self;
-        let status = status_of(site.layer, &end);
-        let error =
-            matches!(&end, End::Returned(o) if site.err && o.error.is_some()) || matches!(end, End::Panicked);
-        if span.is_sampled() {
-            annotate_end(site, &span, &end, status);
-        }
+    /// The end of a call whose span is sampled: its status and attributes, the measures, the span's end.
+    fn record_sampled(self, end: End<'_, '_>) {
+        annotate_end(self.site, &self.span, &end, status_of(self.site.layer, &end));
         // Read after the end attributes: the "panicked" annotation is stamped with the clock when added, and
         // no time event may lie after the span's end.
         let ended_at = Instant::now();
-        if !site.skip_measures {
-            record_measures(site, &request, &end, status, error, ended_at.millis_since(start));
-        }
-        // An unsampled span has nothing to end: dropped as it is, it is not first swapped for an empty one.
-        if span.is_sampled() {
-            span.end_at(ended_at);
+        self.measure(&end, ended_at);
+        self.span.end_at(ended_at);
+    }
+
+    /// The layer's measures of a call that ended at `ended_at`.
+    #[inline(always)]
+    fn measure(&self, end: &End<'_, '_>, ended_at: Instant) {
+        if !self.site.skip_measures {
+            record_measures(self.site, &self.request, end, ended_at.millis_since(self.start));
         }
     }
 }
 
-fn record_measures(
-    site: &'static Site,
-    request: &RequestTags,
-    end: &End<'_, '_>,
-    status: Option<u16>,
-    error: bool,
-    latency_ms: f64,
-) {
+/// Records the layer's measures. The status and the error are worked out here, per layer, only where the
+/// layer records them: a pipe records neither status, and only it records the error.
+#[inline(always)]
+fn record_measures(site: &'static Site, request: &RequestTags, end: &End<'_, '_>, latency_ms: f64) {
     let response_bytes = match end {
         End::Returned(outcome) => outcome.reply.bytes.unwrap_or(0),
         _ => 0,
@@ -694,7 +715,7 @@ fn record_measures(
         Layer::Router => layer::record_router_static(
             site.pattern_tag(),
             request.method.name(),
-            status.unwrap_or(500),
+            status_of(site.layer, end).unwrap_or(500),
             request.bytes,
             response_bytes,
             latency_ms,
@@ -702,8 +723,9 @@ fn record_measures(
         Layer::Pipe => {
             let outcome = match end {
                 End::Canceled => PipeOutcome::Canceled,
-                _ if error => PipeOutcome::Error,
-                _ => PipeOutcome::Ok,
+                End::Panicked => PipeOutcome::Error,
+                End::Returned(o) if site.err && o.error.is_some() => PipeOutcome::Error,
+                End::Returned(_) => PipeOutcome::Ok,
             };
             layer::record_pipe_static(site.pattern_tag(), outcome, latency_ms);
         }
@@ -711,7 +733,7 @@ fn record_measures(
             site.host_tag(request.host),
             site.pattern_tag(),
             request.method.name(),
-            status,
+            status_of(site.layer, end),
             request.bytes,
             response_bytes,
             latency_ms,

@@ -553,18 +553,31 @@ impl SpanInner {
     }
 
     /// Moves the ended span's recording into `slot` (uninitialised), leaving `record` as a new span's in
-    /// place for the allocation's next span (so that pooling it has nothing to reset). Only the attributes set are copied, not the whole inline buffer: the
-    /// slot's lines are fresh in this core's cache (prefetched), and each one written costs.
+    /// place for the allocation's next span (so that pooling it has nothing to reset). Only what the span
+    /// set is copied: the attributes set, not the whole inline buffer, and [`Rare`] only when it has any
+    /// of it. The slot's lines come from the batcher's core: each one written costs.
     #[inline]
     fn write_finished(&self, record: &mut Record, duration: u64, slot: *mut Finished) {
         let attributes = &mut record.attributes;
-        let len = attributes.len();
-        let spilled = if attributes.spilled() { std::mem::take(attributes).into_vec() } else { Vec::new() };
+        let (len, spilled) = (attributes.len(), attributes.spilled());
+        // Every rare field is at its new span's value unless one of these says otherwise: the per-kind
+        // event counts grow only with `time_events`, and a drop is counted only at a full list.
+        let rare = spilled
+            || !record.time_events.is_empty()
+            || !record.links.is_empty()
+            || (record.dropped_attributes
+                | record.dropped_annotations
+                | record.dropped_message_events
+                | record.dropped_links)
+                != 0
+            || self.context.tracestate.0.is_some();
+        debug_assert!(rare || (record.annotations == 0 && record.message_events == 0));
         // SAFETY: `slot` is valid for writes of a `Finished` (the ring's contract); every field is written
-        // once, through raw pointers so that the uninitialised slot is never read or dropped. The inline
-        // attributes: the `len` initialised entries of `attributes`' inline buffer (unless they were moved
-        // into `spilled` above) are copied into the slot's, which does not overlap it, and `attributes`
-        // forgets them (length 0), so each is owned by the slot alone; nothing in between can panic.
+        // once (`rare` only when `has_rare` says so), through raw pointers so that the uninitialised slot is
+        // never read or dropped. The inline attributes: the `len` initialised entries of `attributes`'
+        // inline buffer (unless they were moved into `rare`'s vector) are copied into the slot's, which
+        // does not overlap it, and `attributes` forgets them (length 0), so each is owned by the slot
+        // alone; nothing in between can panic.
         unsafe {
             (&raw mut (*slot).trace_id).write(self.context.trace_id);
             (&raw mut (*slot).span_id).write(self.context.span_id);
@@ -574,32 +587,33 @@ impl SpanInner {
             (&raw mut (*slot).name).write(std::mem::take(&mut record.name));
             (&raw mut (*slot).kind).write(self.kind);
             (&raw mut (*slot).same_process_as_parent_span).write(self.same_process_as_parent_span);
+            (&raw mut (*slot).has_rare).write(rare);
             (&raw mut (*slot).child_span_count).write(self.child_span_count.load(Ordering::Relaxed));
-            (&raw mut (*slot).dropped_attributes).write(std::mem::take(&mut record.dropped_attributes));
-            (&raw mut (*slot).dropped_annotations).write(std::mem::take(&mut record.dropped_annotations));
-            (&raw mut (*slot).dropped_message_events)
-                .write(std::mem::take(&mut record.dropped_message_events));
-            (&raw mut (*slot).dropped_links).write(std::mem::take(&mut record.dropped_links));
-            record.annotations = 0;
-            record.message_events = 0;
             (&raw mut (*slot).status).write(std::mem::take(&mut record.status));
-            // Kept by the span too (a handle may still be asked for its context): a clone, which is a
-            // reference-count increment only when there are entries (a remote parent sent some).
-            (&raw mut (*slot).tracestate).write(self.context.tracestate.clone());
-            (&raw mut (*slot).time_events).write(std::mem::take(&mut record.time_events));
-            (&raw mut (*slot).links).write(std::mem::take(&mut record.links));
-            if spilled.is_empty() {
-                attributes.set_len(0);
-                std::ptr::copy_nonoverlapping(
-                    attributes.as_ptr(),
-                    (&raw mut (*slot).inline_attributes).cast::<Attribute>(),
-                    len,
-                );
-                (&raw mut (*slot).inline_len).write(len);
-            } else {
-                (&raw mut (*slot).inline_len).write(0);
+            if rare {
+                let spilled = if spilled { std::mem::take(attributes).into_vec() } else { Vec::new() };
+                (&raw mut (*slot).rare).cast::<Rare>().write(Rare {
+                    dropped_attributes: std::mem::take(&mut record.dropped_attributes),
+                    dropped_annotations: std::mem::take(&mut record.dropped_annotations),
+                    dropped_message_events: std::mem::take(&mut record.dropped_message_events),
+                    dropped_links: std::mem::take(&mut record.dropped_links),
+                    // Kept by the span too (a handle may still be asked for its context): a clone.
+                    tracestate: self.context.tracestate.clone(),
+                    time_events: std::mem::take(&mut record.time_events),
+                    links: std::mem::take(&mut record.links),
+                    spilled_attributes: spilled,
+                });
+                record.annotations = 0;
+                record.message_events = 0;
             }
-            (&raw mut (*slot).spilled_attributes).write(spilled);
+            let len = if spilled { 0 } else { len };
+            attributes.set_len(0);
+            std::ptr::copy_nonoverlapping(
+                attributes.as_ptr(),
+                (&raw mut (*slot).inline_attributes).cast::<Attribute>(),
+                len,
+            );
+            (&raw mut (*slot).inline_len).write(len);
         }
         // Every field was moved out or reset above: `clear` has nothing left to do.
         record.clean = true;
@@ -639,7 +653,8 @@ impl Drop for SpanInner {
 /// An ended sampled span as the pipeline's rings hold it: what it recorded, moved out of its allocation
 /// by the thread that ended it, so that the pipeline's thread never touches the allocation (see the
 /// module docs). `repr(C)`, in this order: the fields every span writes come first, then the attributes,
-/// so that a span with a few attributes writes (and prefetches) the first few cache lines of its slot.
+/// then what few spans have ([`Rare`]), so that a span with a few attributes writes (and the batcher
+/// reads) the first few cache lines of its slot only: four with two attributes.
 #[repr(C)]
 pub(crate) struct Finished {
     trace_id: TraceId,
@@ -651,28 +666,41 @@ pub(crate) struct Finished {
     name: Cow<'static, str>,
     kind: SpanKind,
     same_process_as_parent_span: Option<bool>,
+    /// Whether `rare` is initialised; when not, each of its fields is empty or 0.
+    has_rare: bool,
     child_span_count: u32,
+    status: Status,
+    /// How many of `inline_attributes` are initialised (0 when `rare` holds them, spilled).
+    inline_len: usize,
+    inline_attributes: [MaybeUninit<Attribute>; INLINE_ATTRIBUTES],
+    rare: MaybeUninit<Rare>,
+}
+
+/// What a [`Finished`] span holds only if it recorded it: time events, links, dropped counts, a
+/// tracestate, more attributes than fit inline. A span with none of it (most: a layer sets a few
+/// attributes and a status) writes none of these lines.
+struct Rare {
     dropped_attributes: u32,
     dropped_annotations: u32,
     dropped_message_events: u32,
     dropped_links: u32,
-    status: Status,
     tracestate: TraceState,
     time_events: Vec<(Instant, TimeEventKind)>,
     links: Vec<Link>,
     /// The attributes when there were more than fit inline (the span's buffer, moved); else empty.
     spilled_attributes: Vec<Attribute>,
-    /// How many of `inline_attributes` are initialised (0 when `spilled_attributes` has them).
-    inline_len: usize,
-    inline_attributes: [MaybeUninit<Attribute>; INLINE_ATTRIBUTES],
 }
 
 impl Drop for Finished {
     fn drop(&mut self) {
-        // Only the inline entries need a hand: the other fields drop themselves.
+        // The inline entries and `rare` need a hand: the other fields drop themselves.
         for attribute in &mut self.inline_attributes[..self.inline_len] {
             // SAFETY: the first `inline_len` entries are initialised and owned by this value.
             unsafe { attribute.assume_init_drop() };
+        }
+        if self.has_rare {
+            // SAFETY: `has_rare` says it is initialised, and it is owned by this value.
+            unsafe { self.rare.assume_init_drop() };
         }
     }
 }
@@ -690,12 +718,26 @@ pub(crate) const FINISHED_LINES: usize = (std::mem::size_of::<Finished>() + 8).d
 /// `slot` must hold an initialised [`Finished`] that nothing else reads or writes meanwhile; it is left
 /// uninitialised (moved out, nothing to drop).
 pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> SpanData {
-    // SAFETY: per the contract, every field is initialised and read (moved out) exactly once; the first
-    // `inline_len` inline attributes are initialised and are copied once into `entries`' own buffer, which
+    // SAFETY: per the contract, every field is initialised (`rare` when `has_rare` says so) and read (moved
+    // out) exactly once; the first `inline_len` inline attributes are initialised and are copied once into `entries`' own buffer, which
     // has room for them and does not overlap the slot.
     unsafe {
         let inline_len = (&raw const (*slot).inline_len).read();
-        let mut entries = (&raw const (*slot).spilled_attributes).read();
+        let rare = if (&raw const (*slot).has_rare).read() {
+            (&raw const (*slot).rare).cast::<Rare>().read()
+        } else {
+            Rare {
+                dropped_attributes: 0,
+                dropped_annotations: 0,
+                dropped_message_events: 0,
+                dropped_links: 0,
+                tracestate: TraceState::EMPTY,
+                time_events: Vec::new(),
+                links: Vec::new(),
+                spilled_attributes: Vec::new(),
+            }
+        };
+        let mut entries = rare.spilled_attributes;
         if inline_len > 0 {
             entries = Vec::with_capacity(inline_len);
             std::ptr::copy_nonoverlapping(
@@ -708,31 +750,30 @@ pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> Sp
         let start = (&raw const (*slot).start).read();
         let start_time = clock.at(start);
         let duration = Duration::from_nanos((&raw const (*slot).duration).read());
-        let time_events = (&raw const (*slot).time_events).read();
         // Most spans have none: skip the iterator's set-up and drop.
-        let time_events = if time_events.is_empty() {
+        let time_events = if rare.time_events.is_empty() {
             Vec::new()
         } else {
-            time_events.into_iter().map(|(at, kind)| TimeEvent { time: clock.at(at), kind }).collect()
+            rare.time_events.into_iter().map(|(at, kind)| TimeEvent { time: clock.at(at), kind }).collect()
         };
         SpanData {
             context: SpanContext {
                 trace_id: (&raw const (*slot).trace_id).read(),
                 span_id: (&raw const (*slot).span_id).read(),
                 sampled: true,
-                tracestate: (&raw const (*slot).tracestate).read(),
+                tracestate: rare.tracestate,
             },
             parent_span_id: (&raw const (*slot).parent_span_id).read(),
             name: (&raw const (*slot).name).read(),
             kind: (&raw const (*slot).kind).read(),
             start_time,
             end_time: start_time.checked_add(duration).unwrap_or(start_time),
-            attributes: Attributes { entries, dropped: (&raw const (*slot).dropped_attributes).read() },
+            attributes: Attributes { entries, dropped: rare.dropped_attributes },
             time_events,
-            dropped_annotations: (&raw const (*slot).dropped_annotations).read(),
-            dropped_message_events: (&raw const (*slot).dropped_message_events).read(),
-            links: (&raw const (*slot).links).read(),
-            dropped_links: (&raw const (*slot).dropped_links).read(),
+            dropped_annotations: rare.dropped_annotations,
+            dropped_message_events: rare.dropped_message_events,
+            links: rare.links,
+            dropped_links: rare.dropped_links,
             status: (&raw const (*slot).status).read(),
             same_process_as_parent_span: (&raw const (*slot).same_process_as_parent_span).read(),
             child_span_count: (&raw const (*slot).child_span_count).read(),
