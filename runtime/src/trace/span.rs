@@ -570,7 +570,9 @@ impl SpanInner {
                 | record.dropped_message_events
                 | record.dropped_links)
                 != 0
-            || self.context.tracestate.0.is_some();
+            || self.context.tracestate.0.is_some()
+            || record.status.code != StatusCode::Ok
+            || !record.status.message.is_empty();
         debug_assert!(rare || (record.annotations == 0 && record.message_events == 0));
         // SAFETY: `slot` is valid for writes of a `Finished` (the ring's contract); every field is written
         // once (`rare` only when `has_rare` says so), through raw pointers so that the uninitialised slot is
@@ -589,7 +591,6 @@ impl SpanInner {
             (&raw mut (*slot).same_process_as_parent_span).write(self.same_process_as_parent_span);
             (&raw mut (*slot).has_rare).write(rare);
             (&raw mut (*slot).child_span_count).write(self.child_span_count.load(Ordering::Relaxed));
-            (&raw mut (*slot).status).write(std::mem::take(&mut record.status));
             if rare {
                 let spilled = if spilled { std::mem::take(attributes).into_vec() } else { Vec::new() };
                 (&raw mut (*slot).rare).cast::<Rare>().write(Rare {
@@ -597,6 +598,7 @@ impl SpanInner {
                     dropped_annotations: std::mem::take(&mut record.dropped_annotations),
                     dropped_message_events: std::mem::take(&mut record.dropped_message_events),
                     dropped_links: std::mem::take(&mut record.dropped_links),
+                    status: std::mem::take(&mut record.status),
                     // Kept by the span too (a handle may still be asked for its context): a clone.
                     tracestate: self.context.tracestate.clone(),
                     time_events: std::mem::take(&mut record.time_events),
@@ -606,12 +608,13 @@ impl SpanInner {
                 record.annotations = 0;
                 record.message_events = 0;
             }
-            let len = if spilled { 0 } else { len };
+            // At most `INLINE_ATTRIBUTES` unless spilled.
+            let len = if spilled { 0 } else { len as u8 };
             attributes.set_len(0);
             std::ptr::copy_nonoverlapping(
                 attributes.as_ptr(),
                 (&raw mut (*slot).inline_attributes).cast::<Attribute>(),
-                len,
+                usize::from(len),
             );
             (&raw mut (*slot).inline_len).write(len);
         }
@@ -654,36 +657,39 @@ impl Drop for SpanInner {
 /// by the thread that ended it, so that the pipeline's thread never touches the allocation (see the
 /// module docs). `repr(C)`, in this order: the fields every span writes come first, then the attributes,
 /// then what few spans have ([`Rare`]), so that a span with a few attributes writes (and the batcher
-/// reads) the first few cache lines of its slot only: four with two attributes.
+/// reads) the first few cache lines of its slot only: three with two attributes, the ring's stamp included
+/// (a test keeps that true).
 #[repr(C)]
 pub(crate) struct Finished {
     trace_id: TraceId,
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
+    kind: SpanKind,
+    same_process_as_parent_span: Option<bool>,
+    /// Whether `rare` is initialised; when not, each of its fields is empty, 0 or `Ok`.
+    has_rare: bool,
+    /// How many of `inline_attributes` are initialised (0 when `rare` holds them, spilled). A byte, so
+    /// that it shares a word with the fields above: with the header at 88 bytes, a span with two
+    /// attributes writes three cache lines, stamp included.
+    inline_len: u8,
+    child_span_count: u32,
     start: Instant,
     /// Nanoseconds.
     duration: u64,
     name: Cow<'static, str>,
-    kind: SpanKind,
-    same_process_as_parent_span: Option<bool>,
-    /// Whether `rare` is initialised; when not, each of its fields is empty or 0.
-    has_rare: bool,
-    child_span_count: u32,
-    status: Status,
-    /// How many of `inline_attributes` are initialised (0 when `rare` holds them, spilled).
-    inline_len: usize,
     inline_attributes: [MaybeUninit<Attribute>; INLINE_ATTRIBUTES],
     rare: MaybeUninit<Rare>,
 }
 
 /// What a [`Finished`] span holds only if it recorded it: time events, links, dropped counts, a
-/// tracestate, more attributes than fit inline. A span with none of it (most: a layer sets a few
-/// attributes and a status) writes none of these lines.
+/// tracestate, a status other than `Ok`, more attributes than fit inline. A span with none of it (most: a
+/// layer sets a few attributes, and a status only when the call failed) writes none of these lines.
 struct Rare {
     dropped_attributes: u32,
     dropped_annotations: u32,
     dropped_message_events: u32,
     dropped_links: u32,
+    status: Status,
     tracestate: TraceState,
     time_events: Vec<(Instant, TimeEventKind)>,
     links: Vec<Link>,
@@ -694,7 +700,7 @@ struct Rare {
 impl Drop for Finished {
     fn drop(&mut self) {
         // The inline entries and `rare` need a hand: the other fields drop themselves.
-        for attribute in &mut self.inline_attributes[..self.inline_len] {
+        for attribute in &mut self.inline_attributes[..usize::from(self.inline_len)] {
             // SAFETY: the first `inline_len` entries are initialised and owned by this value.
             unsafe { attribute.assume_init_drop() };
         }
@@ -722,7 +728,7 @@ pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> Sp
     // out) exactly once; the first `inline_len` inline attributes are initialised and are copied once into `entries`' own buffer, which
     // has room for them and does not overlap the slot.
     unsafe {
-        let inline_len = (&raw const (*slot).inline_len).read();
+        let inline_len = usize::from((&raw const (*slot).inline_len).read());
         let rare = if (&raw const (*slot).has_rare).read() {
             (&raw const (*slot).rare).cast::<Rare>().read()
         } else {
@@ -731,6 +737,7 @@ pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> Sp
                 dropped_annotations: 0,
                 dropped_message_events: 0,
                 dropped_links: 0,
+                status: Status::default(),
                 tracestate: TraceState::EMPTY,
                 time_events: Vec::new(),
                 links: Vec::new(),
@@ -774,7 +781,7 @@ pub(crate) unsafe fn take_finished(slot: *mut Finished, clock: &WallClock) -> Sp
             dropped_message_events: rare.dropped_message_events,
             links: rare.links,
             dropped_links: rare.dropped_links,
-            status: (&raw const (*slot).status).read(),
+            status: rare.status,
             same_process_as_parent_span: (&raw const (*slot).same_process_as_parent_span).read(),
             child_span_count: (&raw const (*slot).child_span_count).read(),
         }
@@ -1283,6 +1290,14 @@ mod tests {
         })
         .join()
         .expect("the second thread");
+    }
+
+    #[test]
+    fn a_finished_span_with_two_attributes_takes_three_cache_lines_of_its_slot() {
+        // The ring's stamp (8 bytes) comes before the entry, at the start of a 64-byte-aligned slot.
+        let written =
+            8 + std::mem::offset_of!(Finished, inline_attributes) + 2 * std::mem::size_of::<Attribute>();
+        assert!(written <= 3 * 64, "{written} bytes");
     }
 
     #[test]
