@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::SpanData;
-use super::ring::{Producer, Pushed, Ring};
+use super::ring::{self, Producer, Pushed, Ring};
 use super::span::{FINISHED_LINES, Finished, take_finished};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
@@ -172,14 +172,15 @@ pub(crate) struct SpanSink {
 }
 
 impl SpanSink {
-    /// Rings of `capacity` spans per thread (at least 1, rounded up to a power of two) and a batcher woken
+    /// Rings of `capacity` spans per thread (1 to 2^20, rounded up to a power of two) and a batcher woken
     /// every `batch_size` spans a thread ends. With a batch size above a ring's capacity, batches go out by
     /// age only.
     pub(crate) fn new(capacity: usize, batch_size: usize) -> SpanSink {
         SpanSink {
             rings: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
-            ring_capacity: capacity.max(1).checked_next_power_of_two().unwrap_or(1 << (usize::BITS - 1)),
+            // As `Ring::with_capacity` sizes it.
+            ring_capacity: capacity.clamp(1, ring::MAX_CAPACITY).next_power_of_two(),
             batch_size: batch_size.max(1),
             full_batch: Notify::new(),
             wake_pending: AtomicBool::new(false),
