@@ -21,8 +21,9 @@
 //! does nothing.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, LazyLock};
@@ -45,8 +46,29 @@ use super::{
 ///
 /// Recording methods take `&self` and do nothing when the span is not sampled or has ended, so code can
 /// record without checking [`Span::is_sampled`] first; check it only to skip computing an expensive value.
+///
+/// A handle is `Send` but not `Sync`: it moves between threads (into a spawned task, say), but to record
+/// into one span from two threads at once, give each its own clone. That is what lets the only handle of
+/// a span record with plain stores instead of a lock.
+///
+/// ```
+/// use oclayer_runtime::trace::{Parent, Sampler, SpanBuilder};
+/// let span = SpanBuilder::new("fan-out").parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
+/// let worker = span.clone();
+/// std::thread::spawn(move || worker.set_attribute("shard", 3)).join().unwrap();
+/// span.set_attribute("shards", 4);
+/// span.end();
+/// ```
+///
+/// ```compile_fail
+/// fn shared_between_threads<T: Sync>() {}
+/// shared_between_threads::<oclayer_runtime::trace::Span>();
+/// ```
 pub struct Span {
     repr: Repr,
+    /// Not `Sync`: a handle is used by one thread at a time, so a handle that is a sampled span's only
+    /// one records with no lock (see [`Span::sampled`]). To share a span between threads, clone the handle.
+    _not_sync: PhantomData<Cell<()>>,
 }
 
 // A `u64` tag: with the tag in a whole word and no variant holding padding, a span moves as whole words;
@@ -157,6 +179,8 @@ impl running::SlotHolder for RunningSlot<'_> {
 type Attribute = (Cow<'static, str>, AttributeValue);
 
 const INLINE_ATTRIBUTES: usize = 8;
+// `SpanInner::set_attribute`'s inline path relies on it: a key that fits inline is below the limit.
+const _: () = assert!(INLINE_ATTRIBUTES <= MAX_ATTRIBUTES);
 
 /// What the span accumulates while it runs.
 #[derive(Default)]
@@ -181,9 +205,31 @@ struct Record {
 }
 
 impl Span {
+    #[inline(always)]
+    const fn of(repr: Repr) -> Span {
+        Span { repr, _not_sync: PhantomData }
+    }
+
+    /// The shared state of a sampled span, and whether this handle is its only one. When it is, nothing
+    /// else can reach the span until this handle is cloned, which takes this thread (the handle is not
+    /// `Sync`): the span is recorded into and ended with plain loads and stores, no lock.
+    #[inline(always)]
+    fn sampled(&self) -> Option<(&SpanInner, bool)> {
+        match &self.repr {
+            Repr::Sampled(inner) => {
+                let alone = Arc::strong_count(inner) == 1;
+                // Acquire: what the other handles wrote before their (release) decrements happens before
+                // what this one does unlocked.
+                fence(Ordering::Acquire);
+                Some((inner, alone))
+            }
+            _ => None,
+        }
+    }
+
     /// No span: invalid ids, not sampled. What [`Span::current`] returns outside any span; entering it runs
     /// code with no current span.
-    pub const NONE: Span = Span { repr: Repr::Unsampled(GivenIds::INVALID) };
+    pub const NONE: Span = Span::of(Repr::Unsampled(GivenIds::INVALID));
 
     /// A handle to the span current on this thread (or in this instrumented future), or [`Span::NONE`]: a
     /// clone, to keep or to move elsewhere. To record into the current span in place, use
@@ -226,9 +272,9 @@ impl Span {
     /// [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
     #[inline]
     pub fn set_attribute(&self, key: impl Into<Cow<'static, str>>, value: impl Into<AttributeValue>) {
-        if let Repr::Sampled(inner) = &self.repr {
+        if let Some((inner, alone)) = self.sampled() {
             // Converted before locking: conversions are user code, which must not run under the lock.
-            inner.set_attribute(key.into(), value.into());
+            inner.set_attribute(key.into(), value.into(), alone);
         }
     }
 
@@ -237,8 +283,8 @@ impl Span {
     /// is cut to [`MAX_STRING_BYTES`](super::limits::MAX_STRING_BYTES).
     #[inline]
     pub fn add_annotation(&self, description: impl Into<Cow<'static, str>>) {
-        if let Repr::Sampled(inner) = &self.repr {
-            inner.add_annotation(description.into(), Attributes::default());
+        if let Some((inner, alone)) = self.sampled() {
+            inner.add_annotation(description.into(), Attributes::default(), alone);
         }
     }
 
@@ -251,14 +297,18 @@ impl Span {
         K: Into<Cow<'static, str>>,
         V: Into<AttributeValue>,
     {
-        if let Repr::Sampled(inner) = &self.repr {
+        if let Some((inner, alone)) = self.sampled() {
             // Collected before locking: the iterator is user code, which must not run under the lock.
             let mut entries = SmallVec::<[Attribute; 0]>::new();
             let mut dropped = 0;
             for (key, value) in attributes {
                 insert_attribute(&mut entries, &mut dropped, key.into(), limit_value(value.into()));
             }
-            inner.add_annotation(description.into(), Attributes { entries: entries.into_vec(), dropped });
+            inner.add_annotation(
+                description.into(),
+                Attributes { entries: entries.into_vec(), dropped },
+                alone,
+            );
         }
     }
 
@@ -273,26 +323,22 @@ impl Span {
         uncompressed_size: u64,
         compressed_size: u64,
     ) {
-        if let Repr::Sampled(inner) = &self.repr {
-            inner.add_time_event(TimeEventKind::MessageEvent {
-                kind,
-                id,
-                uncompressed_size,
-                compressed_size,
-            });
+        if let Some((inner, alone)) = self.sampled() {
+            let event = TimeEventKind::MessageEvent { kind, id, uncompressed_size, compressed_size };
+            inner.add_time_event(event, alone);
         }
     }
 
     /// Links this span to another one. Beyond [`MAX_LINKS`](super::limits::MAX_LINKS) they are dropped and
     /// counted; the link's attributes are limited as the span's are.
     pub fn add_link(&self, mut link: Link) {
-        let Repr::Sampled(inner) = &self.repr else { return };
+        let Some((inner, alone)) = self.sampled() else { return };
         if link.attributes.entries.len() > MAX_ATTRIBUTES {
             let over = link.attributes.entries.len() - MAX_ATTRIBUTES;
             link.attributes.entries.truncate(MAX_ATTRIBUTES);
             link.attributes.dropped = link.attributes.dropped.saturating_add(saturating_u32(over));
         }
-        let Some(mut record) = inner.recording() else { return };
+        let Some(mut record) = inner.recording(alone) else { return };
         if record.links.len() >= MAX_LINKS {
             record.dropped_links = record.dropped_links.saturating_add(1);
         } else {
@@ -303,9 +349,9 @@ impl Span {
     /// Sets the outcome. The last call wins; a span whose status is never set ends `Ok`.
     #[inline]
     pub fn set_status(&self, code: StatusCode, message: impl Into<Cow<'static, str>>) {
-        if let Repr::Sampled(inner) = &self.repr {
+        if let Some((inner, alone)) = self.sampled() {
             let status = Status { code, message: message.into() };
-            if let Some(mut record) = inner.recording() {
+            if let Some(mut record) = inner.recording(alone) {
                 record.status = status;
             }
         }
@@ -314,8 +360,8 @@ impl Span {
     /// Renames the span, e.g. once the router knows which route matched.
     #[inline]
     pub fn update_name(&self, name: impl Into<Cow<'static, str>>) {
-        if let Repr::Sampled(inner) = &self.repr {
-            inner.update_name(name.into());
+        if let Some((inner, alone)) = self.sampled() {
+            inner.update_name(name.into(), alone);
         }
     }
 
@@ -323,8 +369,8 @@ impl Span {
     /// nothing.
     #[inline]
     pub fn end(&self) {
-        if let Repr::Sampled(inner) = &self.repr {
-            end_sampled(inner, Instant::now());
+        if let Some((inner, alone)) = self.sampled() {
+            end_sampled(inner, Instant::now(), alone);
         }
     }
 
@@ -363,7 +409,7 @@ impl Span {
 impl Clone for Span {
     #[inline]
     fn clone(&self) -> Self {
-        Span { repr: self.repr.clone() }
+        Span::of(self.repr.clone())
     }
 }
 
@@ -406,10 +452,11 @@ impl fmt::Debug for Span {
 /// Ends a sampled span that other handles may share, and queues what it recorded. Out of line, so that
 /// the unsampled path inlines to a branch.
 #[inline(never)]
-fn end_sampled(inner: &SpanInner, at: Instant) {
+fn end_sampled(inner: &SpanInner, at: Instant, alone: bool) {
     // Another thread may hold a handle and record meanwhile (it records first, or finds the span ended):
-    // the span is ended and its recording moved out under the lock.
-    let mut record = inner.record.lock();
+    // the span is ended and its recording moved out under the lock, unless this handle is the only one.
+    // SAFETY: `alone` is `Span::sampled`'s: no other handle exists, so nothing else can reach the record.
+    let mut record = unsafe { inner.record.lock_unless_exclusive(alone) };
     if let Some(duration) = inner.finish(&mut record, at) {
         pipeline::submit(|slot| inner.write_finished(&mut record, duration, slot));
     }
@@ -424,7 +471,7 @@ fn end_owned(inner: Arc<SpanInner>, at: Instant) {
         fence(Ordering::Acquire);
         end_last(Unique(inner), Some(at));
     } else {
-        end_sampled(&inner, at);
+        end_sampled(&inner, at, false);
     }
 }
 
@@ -486,40 +533,69 @@ impl SpanInner {
         self.end.load(Ordering::Acquire) & RUNNING == 0
     }
 
-    /// The recording, locked, unless the span has ended.
+    /// The recording, locked unless this handle is the span's only one (`alone`, from [`Span::sampled`]),
+    /// unless the span has ended.
     #[inline]
-    fn recording(&self) -> Option<SpinGuard<'_, Record>> {
-        if self.is_ended() { None } else { Some(self.record.lock()) }
+    fn recording(&self, alone: bool) -> Option<SpinGuard<'_, Record>> {
+        if self.is_ended() {
+            return None;
+        }
+        // SAFETY: `alone` is `Span::sampled`'s: no other handle exists, so nothing else can reach the record.
+        Some(unsafe { self.record.lock_unless_exclusive(alone) })
     }
 
     #[inline(never)]
-    fn update_name(&self, name: Cow<'static, str>) {
-        if let Some(mut record) = self.recording() {
+    fn update_name(&self, name: Cow<'static, str>, alone: bool) {
+        if let Some(mut record) = self.recording(alone) {
             // Under the record lock, so that the running count follows the name the span ends with.
             running::renamed(&RunningSlot(&self.end), &name);
             record.name = name;
         }
     }
 
+    /// Sets an attribute. The common case is inline: this handle alone, a new key, room in the inline
+    /// buffer, a value that needs no cut; anything else goes out of line.
+    #[inline]
+    fn set_attribute(&self, key: Cow<'static, str>, value: AttributeValue, alone: bool) {
+        if alone && !self.is_ended() {
+            // SAFETY: `alone` is `Span::sampled`'s: no other handle exists, so nothing else can reach the
+            // record.
+            let attributes = unsafe { &mut self.record.get_exclusive().attributes };
+            let len = attributes.len();
+            let room = !attributes.spilled() && len < INLINE_ATTRIBUTES;
+            let whole = !matches!(&value, AttributeValue::String(s) if s.len() > limits::MAX_STRING_BYTES);
+            if room && whole && !attributes.iter().any(|(k, _)| *k == key) {
+                // SAFETY: not spilled and below the inline capacity (itself below `MAX_ATTRIBUTES`), so
+                // entry `len` is inside the buffer and uninitialised; the length then covers it.
+                unsafe {
+                    attributes.as_mut_ptr().add(len).write((key, value));
+                    attributes.set_len(len + 1);
+                }
+                return;
+            }
+        }
+        self.set_attribute_general(key, value, alone);
+    }
+
     #[inline(never)]
-    fn set_attribute(&self, key: Cow<'static, str>, value: AttributeValue) {
+    fn set_attribute_general(&self, key: Cow<'static, str>, value: AttributeValue, alone: bool) {
         let value = limit_value(value);
-        if let Some(mut record) = self.recording() {
+        if let Some(mut record) = self.recording(alone) {
             let record = &mut *record;
             insert_attribute(&mut record.attributes, &mut record.dropped_attributes, key, value);
         }
     }
 
     #[inline(never)]
-    fn add_annotation(&self, description: Cow<'static, str>, attributes: Attributes) {
+    fn add_annotation(&self, description: Cow<'static, str>, attributes: Attributes, alone: bool) {
         let description = limits::truncate(description);
-        self.add_time_event(TimeEventKind::Annotation { description, attributes });
+        self.add_time_event(TimeEventKind::Annotation { description, attributes }, alone);
     }
 
     #[inline(never)]
-    fn add_time_event(&self, event: TimeEventKind) {
+    fn add_time_event(&self, event: TimeEventKind, alone: bool) {
         let at = Instant::now();
-        let Some(mut record) = self.recording() else { return };
+        let Some(mut record) = self.recording(alone) else { return };
         let record = &mut *record;
         let (count, limit, dropped) = match event {
             TimeEventKind::Annotation { .. } => {
@@ -904,7 +980,14 @@ impl LocalParent {
             Repr::Unsampled(ids) if ids.is_valid() => LocalParent::Context(ids.context()),
             Repr::Unsampled(_) => LocalParent::None,
             Repr::Sampled(inner) => {
-                inner.child_span_count.fetch_add(1, Ordering::Relaxed);
+                let count = &inner.child_span_count;
+                if Arc::strong_count(inner) == 1 {
+                    // The only handle (see `Span::sampled`): no other thread can count at the same time.
+                    fence(Ordering::Acquire);
+                    count.store(count.load(Ordering::Relaxed).saturating_add(1), Ordering::Relaxed);
+                } else {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
                 LocalParent::Context(inner.context.clone())
             }
         }
@@ -948,7 +1031,7 @@ impl Start {
         if self.decide(|| seeds.trace_high(), None) {
             self.into_sampled(derived_context(seeds, true), None, None)
         } else {
-            Span { repr: Repr::Derived(seeds) }
+            Span::of(Repr::Derived(seeds))
         }
     }
 
@@ -994,7 +1077,7 @@ impl Start {
         if sampled {
             self.into_sampled(derived_context(seeds, true), Some(parent.span_id()), Some(true))
         } else {
-            Span { repr: Repr::Derived(seeds) }
+            Span::of(Repr::Derived(seeds))
         }
     }
 
@@ -1008,7 +1091,7 @@ impl Start {
         if context.sampled {
             self.into_sampled(context, parent_span_id, same_process_as_parent_span)
         } else {
-            Span { repr: Repr::Unsampled(GivenIds::of(context)) }
+            Span::of(Repr::Unsampled(GivenIds::of(context)))
         }
     }
 
@@ -1025,7 +1108,7 @@ impl Start {
         if let Some(mut reused) = pooled() {
             let fields = Fields { context, parent_span_id, same_process_as_parent_span, start, running };
             self.reuse(reused.get_mut(), fields);
-            return Span { repr: Repr::Sampled(reused.0) };
+            return Span::of(Repr::Sampled(reused.0));
         }
         // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
         // copied it, a tenth of the sampled path.
@@ -1047,7 +1130,7 @@ impl Start {
             record: SpinLock::new(Record { name: self.name, ..Record::default() }),
         });
         // SAFETY: initialised just above.
-        Span { repr: Repr::Sampled(unsafe { inner.assume_init() }) }
+        Span::of(Repr::Sampled(unsafe { inner.assume_init() }))
     }
 }
 
@@ -1442,7 +1525,7 @@ mod tests {
             running: running::NO_SLOT,
         };
         start.reuse(slot, fields);
-        let reused = Span { repr: Repr::Sampled(inner) };
+        let reused = Span::of(Repr::Sampled(inner));
         assert!(!reused.is_ended_for_test(), "it runs again");
         reused.end();
         let data = reused.take_data_for_test().expect("sampled");

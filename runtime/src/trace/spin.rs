@@ -32,7 +32,18 @@ impl<T> SpinLock<T> {
         if self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
             self.lock_contended();
         }
-        SpinGuard { lock: self }
+        SpinGuard { lock: self, locked: true }
+    }
+
+    /// The value, locked unless `exclusive`, in which case the lock is not touched at all: no atomic
+    /// read-modify-write and no store on release.
+    ///
+    /// # Safety
+    /// With `exclusive` true, nothing else may access the value (locked or not) while the guard lives, as
+    /// for [`SpinLock::get_exclusive`].
+    #[inline]
+    pub(crate) unsafe fn lock_unless_exclusive(&self, exclusive: bool) -> SpinGuard<'_, T> {
+        if exclusive { SpinGuard { lock: self, locked: false } } else { self.lock() }
     }
 
     #[cold]
@@ -74,6 +85,8 @@ impl<T> SpinLock<T> {
 
 pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    /// False when the holder has exclusive access without the lock ([`SpinLock::lock_unless_exclusive`]).
+    locked: bool,
 }
 
 impl<T> Deref for SpinGuard<'_, T> {
@@ -81,7 +94,7 @@ impl<T> Deref for SpinGuard<'_, T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the guard exists only while this thread holds the lock.
+        // SAFETY: the guard exists only while this thread holds the lock, or has the value to itself.
         unsafe { &*self.lock.value.get() }
     }
 }
@@ -89,8 +102,8 @@ impl<T> Deref for SpinGuard<'_, T> {
 impl<T> DerefMut for SpinGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: the guard exists only while this thread holds the lock, and `&mut self` makes this the
-        // only reference made through it.
+        // SAFETY: the guard exists only while this thread holds the lock (or has the value to itself),
+        // and `&mut self` makes this the only reference made through it.
         unsafe { &mut *self.lock.value.get() }
     }
 }
@@ -98,7 +111,9 @@ impl<T> DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::Release);
+        if self.locked {
+            self.lock.locked.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -223,6 +223,48 @@ fn local_child_follows_its_parent() {
 }
 
 #[test]
+fn clones_record_from_other_threads_and_the_last_handle_keeps_recording_alone() {
+    // The handle alone records with plain stores; clones on other threads take the lock. Whatever they
+    // recorded before dropping their clones must be there for the handle that is alone again.
+    const THREADS: usize = 4;
+    const CHILDREN_EACH: u32 = 500;
+    let span = sampled_root("shared");
+    span.set_attribute("before", true);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let clone = span.clone();
+            scope.spawn(move || {
+                for _ in 0..CHILDREN_EACH {
+                    SpanBuilder::new("child").parent(Parent::Local(clone.clone())).start().end();
+                }
+                clone.set_attribute(format!("thread.{thread}"), i64::try_from(thread).expect("small"));
+            });
+        }
+        for _ in 0..CHILDREN_EACH {
+            // Counted under the lock, or alone once every clone is gone.
+            SpanBuilder::new("child").parent(Parent::Local(span.clone())).start().end();
+        }
+    });
+    span.set_attribute("after", true);
+    // Current through `in_span`, which moves the handle into the thread's slot: the children are counted
+    // by the handle alone.
+    let current_children = async {
+        for _ in 0..CHILDREN_EACH {
+            start_span("child", SpanKind::Unspecified).end();
+        }
+    };
+    let mut in_span = pin!(current_children.in_span(span));
+    assert!(poll_once(in_span.as_mut()).is_ready());
+    let span = in_span.span().clone();
+    span.end();
+    let data = exported(&span);
+    let mut keys: Vec<&str> = data.attributes.entries.iter().map(|(key, _)| key.as_ref()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["after", "before", "thread.0", "thread.1", "thread.2", "thread.3"]);
+    assert_eq!(data.child_span_count, CHILDREN_EACH * (THREADS as u32 + 2), "no count lost");
+}
+
+#[test]
 fn per_span_sampler_overrides_a_local_parent() {
     let unsampled = SpanBuilder::new("p").parent(Parent::Root).sampler(Sampler::AlwaysOff).start();
     let parent = unsampled.span_context();
