@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, LazyLock};
@@ -65,7 +66,9 @@ use super::{
 /// shared_between_threads::<oclayer_runtime::trace::Span>();
 /// ```
 pub struct Span {
-    repr: Repr,
+    /// Dropped by hand ([`Span`]'s `Drop`), so that the last handle moves its allocation out to the pool
+    /// without leaving a value behind to be dropped again.
+    repr: ManuallyDrop<Repr>,
     /// Not `Sync`: a handle is used by one thread at a time, so a handle that is a sampled span's only
     /// one records with no lock (see [`Span::sampled`]). To share a span between threads, clone the handle.
     _not_sync: PhantomData<Cell<()>>,
@@ -207,7 +210,7 @@ struct Record {
 impl Span {
     #[inline(always)]
     const fn of(repr: Repr) -> Span {
-        Span { repr, _not_sync: PhantomData }
+        Span { repr: ManuallyDrop::new(repr), _not_sync: PhantomData }
     }
 
     /// The shared state of a sampled span, and whether this handle is its only one. When it is, nothing
@@ -215,7 +218,7 @@ impl Span {
     /// `Sync`): the span is recorded into and ended with plain loads and stores, no lock.
     #[inline(always)]
     fn sampled(&self) -> Option<(&SpanInner, bool)> {
-        match &self.repr {
+        match &*self.repr {
             Repr::Sampled(inner) => {
                 let alone = Arc::strong_count(inner) == 1;
                 // Acquire: what the other handles wrote before their (release) decrements happens before
@@ -242,7 +245,7 @@ impl Span {
     /// The ids, sampled flag and tracestate: what propagation sends downstream.
     #[inline]
     pub fn span_context(&self) -> SpanContext {
-        match &self.repr {
+        match &*self.repr {
             Repr::Derived(seeds) => derived_context(*seeds, false),
             Repr::Unsampled(ids) => ids.context(),
             Repr::Sampled(inner) => inner.context.clone(),
@@ -252,13 +255,13 @@ impl Span {
     /// Whether this span is recorded and exported. Unsampled spans ignore everything recorded into them.
     #[inline]
     pub fn is_sampled(&self) -> bool {
-        matches!(self.repr, Repr::Sampled(_))
+        matches!(*self.repr, Repr::Sampled(_))
     }
 
     /// Whether this is a real span (valid ids), not [`Span::NONE`].
     #[inline]
     pub fn is_valid(&self) -> bool {
-        match &self.repr {
+        match &*self.repr {
             // Derived ids are valid by construction.
             Repr::Derived(_) => true,
             Repr::Unsampled(ids) => ids.is_valid(),
@@ -378,16 +381,18 @@ impl Span {
     /// reads the clock once for both. Takes the handle: when it is the last one, the span is ended with no
     /// lock and no atomic read-modify-write, and its allocation goes straight back to the pool.
     #[inline]
-    pub(crate) fn end_at(mut self, at: Instant) {
-        if let Repr::Sampled(inner) = self.take_repr() {
+    pub(crate) fn end_at(self, at: Instant) {
+        if let Repr::Sampled(inner) = self.into_repr() {
             end_owned(inner, at);
         }
     }
 
-    /// The handle's state, leaving [`Span::NONE`]'s (whose drop does nothing).
+    /// The handle's state, taken out of the handle, which is not dropped.
     #[inline]
-    fn take_repr(&mut self) -> Repr {
-        std::mem::replace(&mut self.repr, Repr::Unsampled(GivenIds::INVALID))
+    fn into_repr(self) -> Repr {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: taken once, and `this` is never dropped (`ManuallyDrop`), so `repr` is not dropped twice.
+        unsafe { ManuallyDrop::take(&mut this.repr) }
     }
 
     /// Makes this span the current one on this thread until the returned guard is dropped. Spans started
@@ -409,7 +414,7 @@ impl Span {
 impl Clone for Span {
     #[inline]
     fn clone(&self) -> Self {
-        Span::of(self.repr.clone())
+        Span::of(Repr::clone(&self.repr))
     }
 }
 
@@ -427,9 +432,9 @@ impl Drop for Span {
         // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
         // last handles dropped at once on two threads may both see 2: the allocation is then freed, and
         // `SpanInner`'s own drop ends the span if it still runs.)
-        if let Repr::Sampled(inner) = &self.repr
-            && Arc::strong_count(inner) == 1
-            && let Repr::Sampled(inner) = self.take_repr()
+        // SAFETY: taken once, here, and the handle is not used afterwards.
+        if let Repr::Sampled(inner) = unsafe { ManuallyDrop::take(&mut self.repr) }
+            && Arc::strong_count(&inner) == 1
         {
             // Acquire: what other handles wrote before their (release) decrements happens before the reuse.
             fence(Ordering::Acquire);
@@ -975,7 +980,7 @@ impl LocalParent {
     /// Copies the context out of `parent` and counts the child being started on it.
     #[inline(always)]
     fn of(parent: &Span) -> LocalParent {
-        match &parent.repr {
+        match &*parent.repr {
             Repr::Derived(seeds) => LocalParent::Derived(*seeds),
             Repr::Unsampled(ids) if ids.is_valid() => LocalParent::Context(ids.context()),
             Repr::Unsampled(_) => LocalParent::None,
@@ -1255,7 +1260,7 @@ pub(crate) fn pooled_here_for_test() -> usize {
 /// The address of a sampled span's allocation, to tell whether a later span reuses it.
 #[cfg(test)]
 pub(crate) fn address_for_test(span: &Span) -> Option<*const ()> {
-    match &span.repr {
+    match &*span.repr {
         Repr::Sampled(inner) => Some(Arc::as_ptr(inner).cast()),
         _ => None,
     }
@@ -1317,7 +1322,7 @@ pub(crate) fn cancel(span: &Span) {
 impl Span {
     /// What the exporters would receive for this span; takes the recording, so call it once, last.
     pub(crate) fn take_data_for_test(&self) -> Option<SpanData> {
-        match &self.repr {
+        match &*self.repr {
             Repr::Sampled(inner) => Some(inner.take_span_data(&WallClock::now())),
             Repr::Derived(_) | Repr::Unsampled(_) => None,
         }
@@ -1325,7 +1330,7 @@ impl Span {
 
     /// Whether the span has ended.
     pub(crate) fn is_ended_for_test(&self) -> bool {
-        matches!(&self.repr, Repr::Sampled(inner) if inner.is_ended())
+        matches!(&*self.repr, Repr::Sampled(inner) if inner.is_ended())
     }
 }
 
@@ -1333,7 +1338,7 @@ impl Span {
 #[cfg(test)]
 pub(crate) fn finished_for_test(name: &'static str, slot: *mut Finished) {
     let span = SpanBuilder::new(name).parent(Parent::Root).sampler(Sampler::AlwaysOn).start();
-    let Repr::Sampled(inner) = &span.repr else { unreachable!("sampled by AlwaysOn") };
+    let Repr::Sampled(inner) = &*span.repr else { unreachable!("sampled by AlwaysOn") };
     let mut record = inner.record.lock();
     let duration = inner.finish(&mut record, Instant::now()).expect("it was running");
     inner.write_finished(&mut record, duration, slot);
@@ -1503,7 +1508,7 @@ mod tests {
         });
         used.set_status(StatusCode::Internal, "failed");
         used.end();
-        let Repr::Sampled(mut inner) = used.repr.clone() else { panic!("sampled") };
+        let Repr::Sampled(mut inner) = Repr::clone(&used.repr) else { panic!("sampled") };
         drop(used);
         let _exported = inner.take_span_data(&WallClock::now());
         drop(_child);
