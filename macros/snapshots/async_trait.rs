@@ -18,7 +18,7 @@ where
         .err();
     Box::pin(
         __OCLAYER
-            .start_in::<Self>(::oclayer::__private::http!(& req))
+            .start_in::<Self, _>(::oclayer::__private::http!(& req))
             .output::<Result<u32, Error>>()
             .run(
                 async move {

@@ -3,7 +3,7 @@ fn call(&self, id: u64) -> impl Future<Output = Result<u64, Error>> + Send + '_ 
         "call",
     );
     __OCLAYER
-        .start_in::<Self>(::oclayer::__private::http!())
+        .start_in::<Self, _>(::oclayer::__private::http!())
         .output::<Result<u64, Error>>()
         .run_future(
             move || {

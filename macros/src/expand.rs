@@ -174,7 +174,7 @@ fn start(plan: &Plan, private: &TokenStream, slot: Option<TokenStream>) -> Token
         None => quote!(#private::http!(#(#requests),*)),
     };
     let mut start = match (plan.has_receiver, slot) {
-        (true, None) => quote!(__OCLAYER.start_in::<Self>(#http)),
+        (true, None) => quote!(__OCLAYER.start_in::<Self, _>(#http)),
         (false, None) => quote!(__OCLAYER.start(#http)),
         (true, Some(slot)) => quote!(__OCLAYER.start_in_at::<Self>(#slot, #http)),
         (false, Some(slot)) => quote!(__OCLAYER.start_at(#slot, #http)),

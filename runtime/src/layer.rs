@@ -48,7 +48,8 @@ impl Layer {
         }
     }
 
-    const fn bit(self) -> u8 {
+    /// The layer's bit in the enabled set (see [`enabled_in`]).
+    pub(crate) const fn bit(self) -> u8 {
         match self {
             Layer::Router => 1,
             Layer::Pipe => 2,
@@ -60,8 +61,15 @@ impl Layer {
     /// call, and a stale answer for a moment after `init` costs nothing worse than one unrecorded call.
     #[inline]
     pub fn is_enabled(self) -> bool {
-        ENABLED.load(Ordering::Relaxed) & self.bit() != 0
+        enabled_in(self.bit())
     }
+}
+
+/// [`Layer::is_enabled`] for a layer's [`bit`](Layer::bit) worked out beforehand: an annotated fn's site
+/// keeps it, so that the test is a load and a `test`, without mapping the layer to its bit on every call.
+#[inline]
+pub(crate) fn enabled_in(bit: u8) -> bool {
+    ENABLED.load(Ordering::Relaxed) & bit != 0
 }
 
 /// No layer records until `init` says which do.

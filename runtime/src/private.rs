@@ -8,10 +8,12 @@
 //! static __OCLAYER: Site = Site::router("handle").route("/users/{id}").err();
 //! __OCLAYER.start(http!(&req))            // a `Call`: layer check, span start, context in or out
 //!     .fields(|f| f.set("user", &id))     // only run when the span is sampled
-//!     .output::<Result<Response, E>>()    // a type hint, so `?` in the body infers as before
-//!     .run(async move { BODY }, |ret| outcome!(ret, err))
-//!     .await
+//!     .call(move || BODY, |ret| outcome!(ret, err))
 //! ```
+//!
+//! An `async fn` starts its call in its own future, `start_at(&mut Call::slot(), http!(&req))`, then
+//! `.output::<T>()` (a type hint, so `?` in the body infers as before) and
+//! `.run(async move { BODY }, ...).await`.
 //!
 //! [`Call`] carries what the layer needs from the start to the end of the call and records it when the
 //! call ends: from `Call::finish` with the body's value, on a panic, or, when dropped unfinished, as a
@@ -49,6 +51,8 @@ pub use crate::{__oclayer_http as http, __oclayer_outcome as outcome};
 #[derive(Debug)]
 pub struct Site {
     layer: Layer,
+    /// `layer`'s bit in the enabled set, so that a call tests it with one load.
+    enabled_bit: u8,
     /// The fn's name, for the default span name.
     function: &'static str,
     name: Option<&'static str>,
@@ -72,6 +76,7 @@ impl Site {
     const fn new(layer: Layer, function: &'static str) -> Site {
         Site {
             layer,
+            enabled_bit: layer.bit(),
             function,
             name: None,
             route: None,
@@ -134,22 +139,18 @@ impl Site {
     }
 
     /// Starts a call of a free fn. When the layer is disabled, this is one relaxed atomic load and the
-    /// returned call does nothing.
+    /// returned call does nothing. With no argument that may be a request (`http!()`), the call starts
+    /// only when its body runs (see [`Later`]).
     #[inline]
-    pub fn start(&'static self, http: Option<HttpView<'_>>) -> Call {
-        if !self.layer.is_enabled() {
-            return Call::inert();
-        }
-        self.begin_either(http, None)
+    pub fn start<'h, H: HttpArg<'h>>(&'static self, http: H) -> H::Start {
+        http.start(self, None)
     }
 
-    /// Starts a call of a method of `S`, whose name qualifies the default span name (`Users::get`).
+    /// Starts a call of a method of `S`, whose name qualifies the default span name (`Users::get`). The
+    /// macro names `S` and leaves `H` to inference: `start_in::<Self, _>(http)`.
     #[inline]
-    pub fn start_in<S: ?Sized>(&'static self, http: Option<HttpView<'_>>) -> Call {
-        if !self.layer.is_enabled() {
-            return Call::inert();
-        }
-        self.begin_either(http, Some(std::any::type_name::<S>))
+    pub fn start_in<'h, S: ?Sized, H: HttpArg<'h>>(&'static self, http: H) -> H::Start {
+        http.start(self, Some(std::any::type_name::<S>))
     }
 
     /// [`Site::start`] for an `async fn`, into `slot`: a [`Call::slot`] the generated code makes a
@@ -158,22 +159,22 @@ impl Site {
     /// in one copy), which was most of what a disabled layer added to an async call besides moving the
     /// larger future.
     #[inline]
-    pub fn start_at<'c>(&'static self, slot: &'c mut Call, http: Option<HttpView<'_>>) -> CallAt<'c> {
-        if self.layer.is_enabled() {
-            self.begin_either_at(slot, http, None);
+    pub fn start_at<'c, 'h>(&'static self, slot: &'c mut Call, http: impl HttpArg<'h>) -> CallAt<'c> {
+        if layer::enabled_in(self.enabled_bit) {
+            self.begin_either_at(slot, http.view(), None);
         }
         CallAt { call: slot }
     }
 
     /// [`Site::start_in`] into `slot`, as [`Site::start_at`].
     #[inline]
-    pub fn start_in_at<'c, S: ?Sized>(
+    pub fn start_in_at<'c, 'h, S: ?Sized>(
         &'static self,
         slot: &'c mut Call,
-        http: Option<HttpView<'_>>,
+        http: impl HttpArg<'h>,
     ) -> CallAt<'c> {
-        if self.layer.is_enabled() {
-            self.begin_either_at(slot, http, Some(std::any::type_name::<S>));
+        if layer::enabled_in(self.enabled_bit) {
+            self.begin_either_at(slot, http.view(), Some(std::any::type_name::<S>));
         }
         CallAt { call: slot }
     }
@@ -184,19 +185,10 @@ impl Site {
         self.pattern
     }
 
-    /// [`Site::begin_bare`] when no HTTP request is in scope, else [`Site::begin`]. Inlined into the
-    /// generated code, where `http!` gave a constant `None` or `Some`, so only one of them is called.
-    #[inline(always)]
-    fn begin_either(&'static self, http: Option<HttpView<'_>>, owner: Option<fn() -> &'static str>) -> Call {
-        match http {
-            None => self.begin_bare(owner),
-            http @ Some(_) => self.begin(http, owner),
-        }
-    }
-
-    /// [`Site::begin_either`] into the slot of an `async fn`'s call (see [`Site::start_at`]). Out of line
-    /// like it, so that the fn's future keeps only the call and the test of the layer inline; written in
-    /// place, so that the state is not built on the stack and copied into the future.
+    /// [`Site::begin_bare_at`] when no HTTP request is in scope, else [`Site::begin_at`]. Inlined into the
+    /// generated code, where `http!` gave a constant `None` or `Some`, so only one of them is called; they
+    /// are out of line, so that the fn's future keeps only the call and the test of the layer inline, and
+    /// write in place, so that the state is not built on the stack and copied into the future.
     #[inline(always)]
     fn begin_either_at(
         &'static self,
@@ -431,6 +423,87 @@ fn short_type_name(full: &str) -> &str {
 }
 
 // ---- the call ----------------------------------------------------------------------------------------------
+
+/// A call of a fn with no argument that may be a request, from [`Site::start`]: started, the layer's test
+/// included, only when the body runs. A sync body then runs behind that one test when the layer is
+/// disabled, and the enabled path, with the call's state and its unwinding cleanup, is a function of its
+/// own: inline, they gave the annotated fn a stack frame that the disabled path paid for too. (A view of a
+/// request borrows it, and the body may take the request by move, so a call with one starts at once.)
+#[must_use = "a call records when it is finished or dropped"]
+pub struct Later {
+    site: &'static Site,
+    owner: Option<fn() -> &'static str>,
+}
+
+impl Later {
+    #[inline]
+    fn begin(self) -> Call {
+        if !layer::enabled_in(self.site.enabled_bit) {
+            return Call::inert();
+        }
+        self.site.begin_bare(self.owner)
+    }
+
+    /// [`Call::fields`].
+    #[inline]
+    pub fn fields(self, set: impl FnOnce(&mut Fields<'_>)) -> Call {
+        self.begin().fields(set)
+    }
+
+    /// [`Call::call`].
+    #[inline]
+    pub fn call<T>(self, body: impl FnOnce() -> T, outcome: impl FnOnce(&T) -> Outcome<'_>) -> T {
+        let Later { site, owner } = self;
+        if !layer::enabled_in(site.enabled_bit) {
+            return body();
+        }
+        call_later(site, owner, body, outcome)
+    }
+
+    /// [`Call::output`].
+    #[inline]
+    pub fn output<T>(self) -> Typed<T> {
+        self.begin().output()
+    }
+
+    /// [`Call::output_of`].
+    #[inline]
+    pub fn output_of<G: ReturnOf>(self) -> Typed<G::Output> {
+        self.begin().output_of::<G>()
+    }
+
+    /// [`Call::run`].
+    #[inline]
+    pub fn run<F, O>(self, fut: F, outcome: O) -> Run<F, O>
+    where
+        F: Future,
+        O: Fn(&F::Output) -> Outcome<'_>,
+    {
+        self.begin().run(fut, outcome)
+    }
+
+    /// [`Call::run_future`].
+    #[inline]
+    pub fn run_future<F, O>(self, make: impl FnOnce() -> F, outcome: O) -> Run<F, O>
+    where
+        F: Future,
+        O: Fn(&F::Output) -> Outcome<'_>,
+    {
+        self.begin().run_future(make, outcome)
+    }
+}
+
+/// [`Later::call`] of an enabled layer, out of line. The site and the owner are passed apart: passed as a
+/// `Later`, the compiler wrote them to the stack before the layer's test.
+#[inline(never)]
+fn call_later<T>(
+    site: &'static Site,
+    owner: Option<fn() -> &'static str>,
+    body: impl FnOnce() -> T,
+    outcome: impl FnOnce(&T) -> Outcome<'_>,
+) -> T {
+    site.begin_bare(owner).call(body, outcome)
+}
 
 /// One call of an annotated fn, from its start to its end. Records when finished, on a panic in the body,
 /// or, dropped unfinished, as a cancellation.
@@ -1340,13 +1413,63 @@ pub fn first<'a, const N: usize>(views: [Option<HttpView<'a>>; N]) -> Option<Htt
     views.into_iter().flatten().next()
 }
 
+/// What `http!` gives: [`NoHttp`] for a fn with no argument that may be a request, else the view of the
+/// request if one of them is. The type picks how [`Site::start`] starts the call.
+pub trait HttpArg<'h> {
+    /// [`Later`] or [`Call`].
+    type Start;
+
+    /// Starts a call at `site`, or makes the [`Later`] that starts it.
+    fn start(self, site: &'static Site, owner: Option<fn() -> &'static str>) -> Self::Start;
+
+    /// The request's view, if there is one.
+    fn view(self) -> Option<HttpView<'h>>;
+}
+
+/// `http!()`: no argument may be a request.
+pub struct NoHttp;
+
+impl<'h> HttpArg<'h> for NoHttp {
+    type Start = Later;
+
+    #[inline(always)]
+    fn start(self, site: &'static Site, owner: Option<fn() -> &'static str>) -> Later {
+        Later { site, owner }
+    }
+
+    #[inline(always)]
+    fn view(self) -> Option<HttpView<'h>> {
+        None
+    }
+}
+
+impl<'h> HttpArg<'h> for Option<HttpView<'h>> {
+    type Start = Call;
+
+    #[inline(always)]
+    fn start(self, site: &'static Site, owner: Option<fn() -> &'static str>) -> Call {
+        if !layer::enabled_in(site.enabled_bit) {
+            return Call::inert();
+        }
+        match self {
+            None => site.begin_bare(owner),
+            http @ Some(_) => site.begin(http, owner),
+        }
+    }
+
+    #[inline(always)]
+    fn view(self) -> Option<HttpView<'h>> {
+        self
+    }
+}
+
 /// `http!(arg, ...)`: the HTTP view of the first argument that is an HTTP request, `None` if none is
 /// (decided by the arguments' types, at compile time).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __oclayer_http {
     () => {
-        ::core::option::Option::None
+        $crate::private::NoHttp
     };
     ($arg:expr) => {{
         #[allow(unused_imports)]
