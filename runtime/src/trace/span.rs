@@ -219,13 +219,7 @@ impl Span {
     #[inline(always)]
     fn sampled(&self) -> Option<(&SpanInner, bool)> {
         match &*self.repr {
-            Repr::Sampled(inner) => {
-                let alone = Arc::strong_count(inner) == 1;
-                // Acquire: what the other handles wrote before their (release) decrements happens before
-                // what this one does unlocked.
-                fence(Ordering::Acquire);
-                Some((inner, alone))
-            }
+            Repr::Sampled(inner) => Some((inner, only_handle(inner))),
             _ => None,
         }
     }
@@ -434,10 +428,8 @@ impl Drop for Span {
         // `SpanInner`'s own drop ends the span if it still runs.)
         // SAFETY: taken once, here, and the handle is not used afterwards.
         if let Repr::Sampled(inner) = unsafe { ManuallyDrop::take(&mut self.repr) }
-            && Arc::strong_count(&inner) == 1
+            && only_handle(&inner)
         {
-            // Acquire: what other handles wrote before their (release) decrements happens before the reuse.
-            fence(Ordering::Acquire);
             end_last(Unique(inner), None);
         }
     }
@@ -452,6 +444,17 @@ impl fmt::Debug for Span {
             .field("sampled", &context.sampled)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the handle holding `inner` is the span's only one. The caller holds that handle, which is not
+/// `Sync`, so a count of 1 cannot grow behind its back: it may then use the span without the lock.
+#[inline(always)]
+fn only_handle(inner: &Arc<SpanInner>) -> bool {
+    let only = Arc::strong_count(inner) == 1;
+    // Acquire: what other handles wrote before their (release) decrements happens before what this one
+    // does next, unlocked. Taken either way: on x86 it is no instruction, and no branch is needed for it.
+    fence(Ordering::Acquire);
+    only
 }
 
 /// Ends a sampled span that other handles may share, and queues what it recorded. Out of line, so that
@@ -471,9 +474,7 @@ fn end_sampled(inner: &SpanInner, at: Instant, alone: bool) {
 /// allocation goes back to the pool.
 #[inline(never)]
 fn end_owned(inner: Arc<SpanInner>, at: Instant) {
-    if Arc::strong_count(&inner) == 1 {
-        // As in `Span`'s drop.
-        fence(Ordering::Acquire);
+    if only_handle(&inner) {
         end_last(Unique(inner), Some(at));
     } else {
         end_sampled(&inner, at, false);
@@ -986,9 +987,8 @@ impl LocalParent {
             Repr::Unsampled(_) => LocalParent::None,
             Repr::Sampled(inner) => {
                 let count = &inner.child_span_count;
-                if Arc::strong_count(inner) == 1 {
-                    // The only handle (see `Span::sampled`): no other thread can count at the same time.
-                    fence(Ordering::Acquire);
+                if only_handle(inner) {
+                    // No other thread can count at the same time.
                     count.store(count.load(Ordering::Relaxed).saturating_add(1), Ordering::Relaxed);
                 } else {
                     count.fetch_add(1, Ordering::Relaxed);
