@@ -376,17 +376,28 @@ impl Span {
     /// lock and no atomic read-modify-write, and its allocation goes straight back to the pool.
     #[inline]
     pub(crate) fn end_at(self, at: Instant) {
-        if let Repr::Sampled(inner) = self.into_repr() {
+        if let Some(inner) = self.into_sampled() {
             end_owned(inner, at);
         }
     }
 
-    /// The handle's state, taken out of the handle, which is not dropped.
+    /// A sampled span's state, moved out of the handle; an unsampled handle is dropped. The state is looked
+    /// at in place, not moved out whole: that move loaded the 48 bytes in 16-byte pieces right after the
+    /// caller had stored them in 8-byte ones, which the store buffer cannot forward, so the load waited
+    /// for those stores to reach the cache.
     #[inline]
-    fn into_repr(self) -> Repr {
+    fn into_sampled(self) -> Option<Arc<SpanInner>> {
         let mut this = ManuallyDrop::new(self);
-        // SAFETY: taken once, and `this` is never dropped (`ManuallyDrop`), so `repr` is not dropped twice.
-        unsafe { ManuallyDrop::take(&mut this.repr) }
+        match &*this.repr {
+            Repr::Derived(_) => None,
+            // SAFETY: moved out once, and `this` is never dropped (`ManuallyDrop`), so neither is `inner`.
+            Repr::Sampled(inner) => Some(unsafe { std::ptr::read(inner) }),
+            Repr::Unsampled(_) => {
+                // SAFETY: dropped once, and `this` is never dropped (`ManuallyDrop`).
+                unsafe { drop_held(&mut this.repr) };
+                None
+            }
+        }
     }
 
     /// Makes this span the current one on this thread until the returned guard is dropped. Spans started
@@ -426,13 +437,33 @@ impl Drop for Span {
         // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
         // last handles dropped at once on two threads may both see 2: the allocation is then freed, and
         // `SpanInner`'s own drop ends the span if it still runs.)
-        // SAFETY: taken once, here, and the handle is not used afterwards.
-        if let Repr::Sampled(inner) = unsafe { ManuallyDrop::take(&mut self.repr) }
-            && only_handle(&inner)
-        {
-            end_last(Unique(inner), None);
+        // In place, as in `into_sampled`, for the same reason.
+        match &*self.repr {
+            Repr::Derived(_) => {}
+            Repr::Sampled(inner) if only_handle(inner) => {
+                // SAFETY: moved out once, here, and the handle is not used afterwards.
+                let inner = unsafe { std::ptr::read(inner) };
+                end_last(Unique(inner), None);
+            }
+            // SAFETY: dropped once, here, and the handle is not used afterwards.
+            _ => unsafe { drop_held(&mut self.repr) },
         }
     }
+}
+
+// The drops above skip `Repr::Derived`, which must therefore own nothing.
+const _: () = assert!(!std::mem::needs_drop::<IdSeeds>());
+
+/// Drops a handle's state that holds a reference count: a clone of a sampled span, or given ids with a
+/// tracestate. Out of line, so that the drop of a handle, and of everything holding one, stays small
+/// enough to inline.
+///
+/// # Safety
+/// As [`ManuallyDrop::drop`]: `repr` is not used again.
+#[inline(never)]
+unsafe fn drop_held(repr: &mut ManuallyDrop<Repr>) {
+    // SAFETY: per the contract.
+    unsafe { ManuallyDrop::drop(repr) }
 }
 
 impl fmt::Debug for Span {
