@@ -223,6 +223,14 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
             c.bench_function(&format!("{group}/peer/opentelemetry_sdk_sampled_flooded"), |b| {
                 b.iter(|| black_box(otel_span()))
             });
+            // The like-for-like of `current_span_lookup_sampled`: is the active span sampled?
+            let active = opentelemetry::trace::mark_span_as_active(tracer.start("lookup"));
+            c.bench_function(&format!("{group}/peer/opentelemetry_sdk_current_span_lookup"), |b| {
+                b.iter(|| {
+                    opentelemetry::trace::get_active_span(|span| black_box(span.span_context().is_sampled()))
+                })
+            });
+            drop(active);
         }
         let _subscriber =
             tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
@@ -242,4 +250,13 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
     c.bench_function(&format!("{group}/peer/tracing_registry_two_attributes"), |b| {
         b.iter(|| black_box(tracing::info_span!("/users/{id}", http.method = "GET", http.status_code = 200)))
     });
+    // The like-for-like of `current_span_lookup_*`: is there a current span? (`Dispatch::current_span`,
+    // which, unlike `Span::current`, takes no reference to it.)
+    let entered = tracing::info_span!("lookup").entered();
+    c.bench_function(&format!("{group}/peer/tracing_registry_current_span_lookup"), |b| {
+        b.iter(|| {
+            tracing::dispatcher::get_default(|dispatch| black_box(dispatch.current_span()).id().is_some())
+        })
+    });
+    drop(entered);
 }

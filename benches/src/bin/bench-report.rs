@@ -178,6 +178,56 @@ fn tables() -> Vec<Table> {
             ],
         },
         Table {
+            name: "current",
+            rate_unit: None,
+            rows: vec![
+                row(
+                    "trace_cpu/current_span_lookup_sampled",
+                    "oclayer: `current_span().is_sampled()`, a sampled span entered",
+                    Oclayer,
+                ),
+                row(
+                    "trace_cpu/current_span_lookup_unsampled",
+                    "oclayer: the same, an unsampled span entered",
+                    OclayerOther,
+                ),
+                row(
+                    "trace_cpu/peer/opentelemetry_sdk_current_span_lookup",
+                    "opentelemetry: `get_active_span(|s| s.span_context().is_sampled())`",
+                    Peer,
+                ),
+                row(
+                    "trace_cpu/peer/tracing_registry_current_span_lookup",
+                    "tracing, registry: `Dispatch::current_span()`",
+                    Peer,
+                ),
+                row(
+                    "trace_cpu/current_span_clone_sampled",
+                    "oclayer: `Span::current()`, an owned handle, sampled",
+                    OclayerOther,
+                ),
+                row(
+                    "trace_cpu/current_span_clone_unsampled",
+                    "oclayer: `Span::current()`, an owned handle, unsampled",
+                    OclayerOther,
+                ),
+            ],
+            targets: vec![
+                Target::MaxNs {
+                    row: "trace_cpu/current_span_lookup_sampled",
+                    baseline: None,
+                    max: 2.0,
+                    text: "current-span lookup ≤ 2 ns, sampled",
+                },
+                Target::MaxNs {
+                    row: "trace_cpu/current_span_lookup_unsampled",
+                    baseline: None,
+                    max: 2.0,
+                    text: "current-span lookup ≤ 2 ns, unsampled",
+                },
+            ],
+        },
+        Table {
             name: "sampled",
             rate_unit: None,
             rows: vec![
