@@ -611,11 +611,15 @@ impl SpanInner {
                 return;
             }
         }
-        self.set_attribute_general(key, value, alone);
+        // The pair is made here, on the slow path, not passed as two values: a value passed to the out-of-line
+        // call must be in memory, so LLVM built it there before the test, and the fast path above then
+        // copied it with a load that the store buffer cannot forward (three 8-byte stores read back as a
+        // 16-byte and an 8-byte load).
+        self.set_attribute_general((key, value), alone);
     }
 
     #[inline(never)]
-    fn set_attribute_general(&self, key: Cow<'static, str>, value: AttributeValue, alone: bool) {
+    fn set_attribute_general(&self, (key, value): Attribute, alone: bool) {
         let value = limit_value(value);
         if let Some(mut record) = self.recording(alone) {
             let record = &mut *record;
