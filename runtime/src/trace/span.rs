@@ -611,10 +611,10 @@ impl SpanInner {
                 return;
             }
         }
-        // The pair is made here, on the slow path, not passed as two values: a value passed to the out-of-line
-        // call must be in memory, so LLVM built it there before the test, and the fast path above then
-        // copied it with a load that the store buffer cannot forward (three 8-byte stores read back as a
-        // 16-byte and an 8-byte load).
+        // The pair is made here, on the slow path, not passed as two values: a value passed to the
+        // out-of-line call must be in memory, so LLVM built it there before the test, and the fast path
+        // above then copied it with a load that the store buffer cannot forward (three 8-byte stores read
+        // back as a 16-byte and an 8-byte load).
         self.set_attribute_general((key, value), alone);
     }
 
