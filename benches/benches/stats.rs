@@ -147,6 +147,28 @@ fn oclayer_benches(c: &mut Criterion) {
             })
         })
     });
+    // A pipe that calls two upstreams per request, as the demo gateway's does: the backend layer's records
+    // alternate between two tag sets on one thread.
+    group.bench_function("record_backend_static, 2 upstreams in turn (4 views), 1 thread", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |i| {
+                let (host, path) = if i % 2 == 0 {
+                    ("users:8081", "/users/{id}")
+                } else {
+                    ("orders:8082", "/orders/by-user/{id}")
+                };
+                layer::record_backend_static(
+                    black_box(host),
+                    path,
+                    "GET",
+                    Some(200),
+                    0,
+                    512,
+                    black_box((i % 300_000) as f64 / 1e3),
+                )
+            })
+        })
+    });
     group.finish();
 }
 

@@ -13,8 +13,9 @@
 //! keeps them.
 //!
 //! The layers' records go one step shorter ([`record_shaped`]): their measures and tag keys are fixed (a
-//! [`Shape`]), so each thread keeps, per shape, the values of a recent record and the cells it wrote; a
-//! record with the same values checks the registry's generation, compares the values and writes those cells.
+//! [`Shape`]), so each thread keeps, per shape, the values of its two most recent tag sets and the cells
+//! each wrote (two: a pipe's backend calls alternate between two upstreams); a record with the same values as
+//! either checks the registry's generation, compares the values and writes those cells.
 //! Only records whose every view splits by the shape's own keys get one (a view that also splits by a tag of
 //! the current context needs the general path). An annotated call's tags are all `&'static str`s (patterns,
 //! method names, status digits), and [`record_shaped_static`] compares those by address and length: a
@@ -111,15 +112,15 @@ struct LocalState {
     epoch: u64,
     /// Per-thread random seed of [`hash_values`], so no one can aim values at one bucket.
     seed: u64,
-    /// Per [`Shape`] slot: the cells its last record landed in.
-    shortcuts: [Shortcut; SHAPE_SLOTS],
+    /// Per [`Shape`] slot: the cells its recent records landed in.
+    shortcuts: [ShapeShortcuts; SHAPE_SLOTS],
 }
 
 /// How many [`Shape`]s a thread remembers a shortcut for: one per layer.
 pub(crate) const SHAPE_SLOTS: usize = 3;
 
 /// A record whose measures and tag keys never change from one call to the next: a layer's. Each thread
-/// remembers, per shape, the tag values of its last record and the cells that record landed in, so a record
+/// remembers, per shape, the tag values of its recent records and the cells they landed in, so a record
 /// with the same values (a handler records the same route, method and status many times in a row) compares
 /// the values and writes the cells, skipping the walk from measure to views to key lists to rows.
 pub(crate) struct Shape<const M: usize, const K: usize> {
@@ -167,8 +168,35 @@ struct Shortcut {
     /// How many of those cells are a fixed row's (a tag value was invalid): each record counts each fix, as
     /// the general path does.
     fixed: u32,
-    /// Records that missed the shortcut since it was last made.
+}
+
+/// How many tag sets a thread remembers per shape: two, so that a pipe whose two backend calls run on one
+/// thread, one after the other in every request (the demo gateway's users and orders), finds both.
+const WAYS: usize = 2;
+
+/// A shape's shortcuts on one thread.
+struct ShapeShortcuts {
+    ways: [Shortcut; WAYS],
+    /// The way the last hit or remake used: a remake replaces another one.
+    recent: usize,
+    /// Records of the shape that missed every way since a way was last made.
     misses: u32,
+}
+
+impl ShapeShortcuts {
+    const fn new() -> ShapeShortcuts {
+        ShapeShortcuts { ways: [const { Shortcut::new() }; WAYS], recent: 0, misses: 0 }
+    }
+
+    /// A way that holds nothing for the shape at `shape` (never made, cleared, or another shape's).
+    fn empty(&self, shape: usize) -> Option<usize> {
+        self.ways.iter().position(|way| way.generation == 0 || way.shape != shape)
+    }
+
+    /// The way to remake for the shape at `shape`: an empty one, else the one after the way used last.
+    fn empty_or_other(&self, shape: usize) -> usize {
+        self.empty(shape).unwrap_or((self.recent + 1) % WAYS)
+    }
 }
 
 /// The most keys of a shape whose values [`record_shaped_static`] recognises by address: the layers have
@@ -184,9 +212,9 @@ fn identity(value: &str) -> (usize, usize) {
     (value.as_ptr().addr(), value.len())
 }
 
-/// A shortcut that misses is remade from every this many misses, not from each: when a thread's records
-/// rotate between more combinations than one shortcut holds (many endpoints served by one thread), remaking
-/// it each time (copying values, taking and releasing cells) would cost more than it saves.
+/// A shape's shortcuts that miss are remade from every this many misses, not from each: when a thread's
+/// records rotate between more combinations than the shortcuts hold (many endpoints served by one thread),
+/// remaking one each time (copying values, taking and releasing cells) would cost more than it saves.
 const REMAKE_EVERY: u32 = 8;
 
 impl Shortcut {
@@ -198,7 +226,6 @@ impl Shortcut {
             statics: [NO_STATIC; STATIC_KEYS],
             cells: Vec::new(),
             fixed: 0,
-            misses: 0,
         }
     }
 
@@ -317,13 +344,13 @@ impl LocalState {
             keysets: Vec::new(),
             epoch: 0,
             seed: 0,
-            shortcuts: [const { Shortcut::new() }; SHAPE_SLOTS],
+            shortcuts: [const { ShapeShortcuts::new() }; SHAPE_SLOTS],
         }
     }
 
-    /// Records through `shape`'s shortcut if this thread's last record of the shape had the same values and
-    /// the views have not changed since; `false`, having recorded nothing, otherwise. `STATIC`: every tag
-    /// is a `&'static str` (see [`Shortcut::statics`]).
+    /// Records through one of `shape`'s shortcuts if one of this thread's recent records of the shape had
+    /// the same values and the views have not changed since; `false`, having recorded nothing, otherwise.
+    /// `STATIC`: every tag is a `&'static str` (see [`Shortcut::statics`]).
     #[inline(always)]
     fn record_shortcut<const M: usize, const K: usize, const STATIC: bool>(
         &mut self,
@@ -331,7 +358,7 @@ impl LocalState {
         values: &[Value; M],
         tags: &[&str; K],
     ) -> bool {
-        let Some(shortcut) = self.shortcuts.get_mut(shape.slot) else { return false };
+        let Some(slot) = self.shortcuts.get_mut(shape.slot) else { return false };
         // The shortcut holds its cells, so it stays right while the views do: a registration publishes a
         // new generation (and the refresh it causes empties every shortcut). Non-finite values are counted
         // and dropped by the general path.
@@ -342,36 +369,46 @@ impl LocalState {
         // for the same record through the byte-comparing path, with 60 fewer instructions). An integer is
         // finite as a float.
         let floats: [f64; M] = std::array::from_fn(|i| values[i].as_f64());
-        if shortcut.shape != shape.address()
-            || shortcut.generation != GENERATION.load(Ordering::Acquire)
-            || !floats.iter().all(|v| v.is_finite())
-            || !shortcut.same_statics::<K, STATIC>(tags)
-        {
+        if !floats.iter().all(|v| v.is_finite()) {
             return false;
         }
-        for (m, cell) in &shortcut.cells {
-            if let (Some(value), Some(&float)) = (values.get(*m), floats.get(*m)) {
-                cell.record_inline(value, float);
+        let generation = GENERATION.load(Ordering::Acquire);
+        for (way, shortcut) in slot.ways.iter_mut().enumerate() {
+            if shortcut.shape != shape.address()
+                || shortcut.generation != generation
+                || !shortcut.same_statics::<K, STATIC>(tags)
+            {
+                continue;
             }
+            for (m, cell) in &shortcut.cells {
+                if let (Some(value), Some(&float)) = (values.get(*m), floats.get(*m)) {
+                    cell.record_inline(value, float);
+                }
+            }
+            if shortcut.fixed > 0 {
+                count_fixes(shortcut.fixed);
+            }
+            slot.recent = way;
+            return true;
         }
-        if shortcut.fixed > 0 {
-            count_fixes(shortcut.fixed);
-        }
-        true
+        false
     }
 
-    /// Remembers the cells the record just made through the general path wrote, as `shape`'s shortcut. A
-    /// shape whose views also split by keys it does not pass (keys the current tags supply) gets none: its
-    /// rows depend on more than its values.
+    /// Remembers the cells the record just made through the general path wrote, as one of `shape`'s
+    /// shortcuts: an empty way, else not the one used last. A shape whose views also split by keys it does
+    /// not pass (keys the current tags supply) gets none: its rows depend on more than its values.
     fn remember<const M: usize, const K: usize, const STATIC: bool>(
         &mut self,
         shape: &'static Shape<M, K>,
         tags: &[&str; K],
     ) {
         let LocalState { by_measure, targets, keysets, epoch, shortcuts, generation, .. } = self;
-        let Some(shortcut) = shortcuts.get_mut(shape.slot) else { return };
+        let Some(slot) = shortcuts.get_mut(shape.slot) else { return };
+        let way = slot.empty_or_other(shape.address());
+        slot.recent = way;
+        slot.misses = 0;
+        let shortcut = &mut slot.ways[way];
         shortcut.shape = shape.address();
-        shortcut.misses = 0;
         shortcut.clear();
         for (at, measure) in shape.measures.iter().enumerate() {
             let Some(&(start, end)) = by_measure.get(measure.id() as usize) else { continue };
@@ -452,7 +489,7 @@ impl LocalState {
         }
         // The shortcuts point at the old cells, which the registry folds into its totals once it holds them
         // alone.
-        for shortcut in &mut self.shortcuts {
+        for shortcut in self.shortcuts.iter_mut().flat_map(|slot| &mut slot.ways) {
             shortcut.clear();
         }
         self.keysets = keysets.into_iter().map(|(_, k)| k).collect();
@@ -725,9 +762,9 @@ fn record_shape_slowly<const M: usize, const K: usize, const STATIC: bool>(
         std::array::from_fn(|i| Measurement { measure: shape.measures[i], value: values[i] });
     local.record(&measurements, &Layered { own: &own[..], context });
     let remake = match local.shortcuts.get_mut(shape.slot) {
-        Some(shortcut) => {
-            shortcut.misses += 1;
-            shortcut.generation == 0 || shortcut.shape != shape.address() || shortcut.misses >= REMAKE_EVERY
+        Some(slot) => {
+            slot.misses += 1;
+            slot.empty(shape.address()).is_some() || slot.misses >= REMAKE_EVERY
         }
         None => false,
     };

@@ -533,6 +533,46 @@ fn two_shapes_given_one_slot_keep_their_records_apart() {
     assert_eq!(rows("test/shared_slot/b"), vec![(tags(&["/a"]), AggregationData::Count(20))]);
 }
 
+#[test]
+fn shaped_records_alternating_between_two_tag_sets_or_rotating_among_three_land_in_their_own_rows() {
+    static N: Int64Measure = Int64Measure::new("test/shaped_ways/n", "n", "1");
+    static L: Float64Measure = Float64Measure::new("test/shaped_ways/latency", "ms", "ms");
+    static KEYS: [TagKey; 2] = [ROUTE, STATUS];
+    static SHAPE: record::Shape<2, 2> = record::Shape::new(1, [&N.core, &L.core], &KEYS);
+    register(&[
+        view("test/shaped_ways/count", &N, &[ROUTE, STATUS], Aggregation::Count),
+        view("test/shaped_ways/latency", &L, &[ROUTE], Aggregation::Sum),
+    ])
+    .expect("valid views");
+    // Two tag sets in turn, as a pipe's two backend calls record: each set keeps a shortcut of its own.
+    for _ in 0..20 {
+        record_shape_static(&SHAPE, "/users", "200", 1.0);
+        record_shape_static(&SHAPE, "/orders", "200", 2.0);
+    }
+    // Three in turn, more than the shortcuts hold: they are remade every few misses and never record one
+    // set's values into another's cells.
+    for _ in 0..20 {
+        record_shape(&SHAPE, "/users", "200", 1.0);
+        record_shape(&SHAPE, "/orders", "200", 2.0);
+        record_shape(&SHAPE, "/orders", "503", 4.0);
+    }
+    assert_eq!(
+        rows("test/shaped_ways/count"),
+        vec![
+            (tags(&["/orders", "200"]), AggregationData::Count(40)),
+            (tags(&["/orders", "503"]), AggregationData::Count(20)),
+            (tags(&["/users", "200"]), AggregationData::Count(40)),
+        ]
+    );
+    assert_eq!(
+        rows("test/shaped_ways/latency"),
+        vec![
+            (tags(&["/orders"]), AggregationData::SumFloat64(40.0 * 2.0 + 20.0 * 4.0)),
+            (tags(&["/users"]), AggregationData::SumFloat64(40.0)),
+        ]
+    );
+}
+
 /// [`record_shape`] with `&'static str` tags, as the layers' annotated calls record.
 fn record_shape_static(
     shape: &'static record::Shape<2, 2>,
