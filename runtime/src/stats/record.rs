@@ -188,9 +188,12 @@ impl ShapeShortcuts {
         ShapeShortcuts { ways: [const { Shortcut::new() }; WAYS], recent: 0, misses: 0 }
     }
 
-    /// A way that holds nothing for the shape at `shape` (never made, cleared, or another shape's).
+    /// A way that holds nothing for the shape at `shape`: an unused one (never made, or cleared) first, so
+    /// that two shapes given one slot (a mistake) keep a way each rather than take turns at one; else
+    /// another shape's.
     fn empty(&self, shape: usize) -> Option<usize> {
-        self.ways.iter().position(|way| way.generation == 0 || way.shape != shape)
+        let unused = self.ways.iter().position(|way| way.generation == 0);
+        unused.or_else(|| self.ways.iter().position(|way| way.shape != shape))
     }
 
     /// The way to remake for the shape at `shape`: an empty one, else the one after the way used last.
