@@ -373,6 +373,11 @@ fn tables() -> Vec<Table> {
                     OclayerOther,
                 ),
                 row(
+                    "stats/oclayer/record_backend_static, 2 upstreams in turn (4 views), 1 thread",
+                    "oclayer: `layer::record_backend_static`, 2 upstreams in turn (4 views)",
+                    OclayerOther,
+                ),
+                row(
                     "stats/opentelemetry_sdk/histogram, 3 attributes, 1 thread",
                     "opentelemetry_sdk: histogram",
                     Peer,
