@@ -438,15 +438,9 @@ impl Drop for Span {
         // last handles dropped at once on two threads may both see 2: the allocation is then freed, and
         // `SpanInner`'s own drop ends the span if it still runs.)
         // In place, as in `into_sampled`, for the same reason.
-        match &*self.repr {
-            Repr::Derived(_) => {}
-            Repr::Sampled(inner) if only_handle(inner) => {
-                // SAFETY: moved out once, here, and the handle is not used afterwards.
-                let inner = unsafe { std::ptr::read(inner) };
-                end_last(Unique(inner), None);
-            }
+        if !matches!(&*self.repr, Repr::Derived(_)) {
             // SAFETY: dropped once, here, and the handle is not used afterwards.
-            _ => unsafe { drop_held(&mut self.repr) },
+            unsafe { drop_held(&mut self.repr) }
         }
     }
 }
@@ -454,16 +448,24 @@ impl Drop for Span {
 // The drops above skip `Repr::Derived`, which must therefore own nothing.
 const _: () = assert!(!std::mem::needs_drop::<IdSeeds>());
 
-/// Drops a handle's state that holds a reference count: a clone of a sampled span, or given ids with a
-/// tracestate. Out of line, so that the drop of a handle, and of everything holding one, stays small
-/// enough to inline.
+/// Drops a handle's state that holds something: a sampled span, whose last handle ends it, or given ids
+/// with a tracestate. Out of line, so that the drop of a handle stays a test and a call, small enough to
+/// inline into the drop of whatever holds one (an annotated async fn's future, `SpanBuilder`'s parent).
 ///
 /// # Safety
 /// As [`ManuallyDrop::drop`]: `repr` is not used again.
 #[inline(never)]
 unsafe fn drop_held(repr: &mut ManuallyDrop<Repr>) {
-    // SAFETY: per the contract.
-    unsafe { ManuallyDrop::drop(repr) }
+    if let Repr::Sampled(inner) = &**repr
+        && only_handle(inner)
+    {
+        // SAFETY: moved out once, here, and per the contract `repr` is not used again.
+        let inner = unsafe { std::ptr::read(inner) };
+        end_last(Unique(inner), None);
+    } else {
+        // SAFETY: per the contract.
+        unsafe { ManuallyDrop::drop(repr) }
+    }
 }
 
 impl fmt::Debug for Span {
