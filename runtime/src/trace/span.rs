@@ -432,12 +432,7 @@ impl Default for Span {
 impl Drop for Span {
     #[inline]
     fn drop(&mut self) {
-        // The last handle ends the span, so a span is never lost because nobody called `end`, and gives the
-        // allocation back to this thread's pool instead of freeing it (no decrement, no free). With the
-        // handle held exclusively, a count of 1 means no other handle exists and none can appear. (Two
-        // last handles dropped at once on two threads may both see 2: the allocation is then freed, and
-        // `SpanInner`'s own drop ends the span if it still runs.)
-        // In place, as in `into_sampled`, for the same reason.
+        // The variant is read in place, as in `into_sampled`, for the same reason.
         if !matches!(&*self.repr, Repr::Derived(_)) {
             // SAFETY: dropped once, here, and the handle is not used afterwards.
             unsafe { drop_held(&mut self.repr) }
@@ -456,6 +451,11 @@ const _: () = assert!(!std::mem::needs_drop::<IdSeeds>());
 /// As [`ManuallyDrop::drop`]: `repr` is not used again.
 #[inline(never)]
 unsafe fn drop_held(repr: &mut ManuallyDrop<Repr>) {
+    // The last handle ends the span, so a span is never lost because nobody called `end`, and gives the
+    // allocation back to this thread's pool instead of freeing it (no decrement, no free). With the handle
+    // held exclusively, a count of 1 means no other handle exists and none can appear. (Two last handles
+    // dropped at once on two threads may both see 2: the allocation is then freed, and `SpanInner`'s own
+    // drop ends the span if it still runs.)
     if let Repr::Sampled(inner) = &**repr
         && only_handle(inner)
     {
