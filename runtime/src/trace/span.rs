@@ -988,14 +988,17 @@ impl SpanBuilder {
     #[inline(always)]
     fn start_with(self, at: Option<Instant>) -> Span {
         let SpanBuilder { name, kind, parent, sampler } = self;
-        let start = Start { name, kind, sampler, at };
-        match parent {
+        // A local parent is looked at before the start is put together, so that the start's fields can stay
+        // where they are across the look: put together first, they were copied to the stack around it,
+        // in 16-byte loads of the 8-byte stores just made, which the store buffer cannot forward.
+        let parent = match parent {
             // The slot is borrowed only to copy the parent's context out; the child is built after.
-            Parent::Current => start.child_of(context::with_current(LocalParent::of)),
-            Parent::Local(parent) => start.child_of(LocalParent::of(&parent)),
-            Parent::Remote(remote) => start.child_of_remote(remote),
-            Parent::Root => start.root(),
-        }
+            Parent::Current => context::with_current(LocalParent::of),
+            Parent::Local(parent) => LocalParent::of(&parent),
+            Parent::Remote(remote) => return Start { name, kind, sampler, at }.child_of_remote(remote),
+            Parent::Root => return Start { name, kind, sampler, at }.root(),
+        };
+        Start { name, kind, sampler, at }.child_of(parent)
     }
 }
 
