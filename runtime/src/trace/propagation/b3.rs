@@ -4,7 +4,7 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::{set_header, single_value, write_hex};
+use super::{FormattedIds, remove_all, set_formatted, single_value};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
 pub(super) static TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
@@ -67,25 +67,19 @@ pub(super) fn parse_trace_id(hex: &str) -> Option<TraceId> {
     }
 }
 
-pub(super) fn inject_multi(context: &SpanContext, headers: &mut HeaderMap) {
-    let mut trace_id = [0; 32];
-    write_hex(&context.trace_id.0, &mut trace_id);
-    set_header(headers, &TRACE_ID, &trace_id);
-    let mut span_id = [0; 16];
-    write_hex(&context.span_id.0, &mut span_id);
-    set_header(headers, &SPAN_ID, &span_id);
+pub(super) fn inject_multi(ids: &FormattedIds, context: &SpanContext, headers: &mut HeaderMap) {
+    set_formatted(headers, &TRACE_ID, ids.trace_id());
+    set_formatted(headers, &SPAN_ID, ids.span_id());
     let sampled = HeaderValue::from_static(if context.sampled { "1" } else { "0" });
     headers.insert(SAMPLED.clone(), sampled);
     // Whatever these said (say, forwarded from the incoming request) described another span.
-    headers.remove(&PARENT_SPAN_ID);
-    headers.remove(&FLAGS);
+    remove_all(headers, &[&PARENT_SPAN_ID, &FLAGS]);
 }
 
-pub(super) fn inject_single(context: &SpanContext, headers: &mut HeaderMap) {
-    // `{trace:32}-{span:16}-{sampled}`, formatted in place.
+pub(super) fn inject_single(ids: &FormattedIds, context: &SpanContext, headers: &mut HeaderMap) {
+    // `{trace:32}-{span:16}-{sampled}`: the first two as `traceparent` has them.
     let mut value = [b'-'; 32 + 1 + 16 + 1 + 1];
-    write_hex(&context.trace_id.0, &mut value[..32]);
-    write_hex(&context.span_id.0, &mut value[33..49]);
+    value[..49].copy_from_slice(ids.trace_and_span_ids());
     value[50] = if context.sampled { b'1' } else { b'0' };
-    set_header(headers, &SINGLE, &value);
+    set_formatted(headers, &SINGLE, &value);
 }

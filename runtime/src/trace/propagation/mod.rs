@@ -17,6 +17,7 @@ mod w3c;
 use std::ops::BitOr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::SpanContext;
@@ -55,14 +56,15 @@ impl Propagation {
         if !context.is_valid() {
             return;
         }
+        let ids = FormattedIds::of(context);
         if self.contains(Propagation::W3C) {
-            w3c::inject(context, headers);
+            w3c::inject(&ids, context, headers);
         }
         if self.contains(Propagation::B3_MULTI) {
-            b3::inject_multi(context, headers);
+            b3::inject_multi(&ids, context, headers);
         }
         if self.contains(Propagation::B3_SINGLE) {
-            b3::inject_single(context, headers);
+            b3::inject_single(&ids, context, headers);
         }
     }
 }
@@ -188,24 +190,90 @@ fn single_value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str
     value.to_str().ok().map(|text| text.trim_matches([' ', '\t']))
 }
 
-/// Writes a header whose value we formatted ourselves (hex and dashes), replacing any previous value.
+/// Writes a header whose value came from elsewhere (a tracestate's entries), replacing any previous value.
 fn set_header(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
-    // Our values are always valid header text; if one ever were not, writing nothing beats a panic.
+    // An invalid value is not written: writing nothing beats a panic or a broken request.
     if let Ok(value) = HeaderValue::from_bytes(value) {
         // A clone of a constant name points at its static text: no allocation.
         headers.insert(name.clone(), value);
     }
 }
 
+/// Writes one of [`FormattedIds`]' values, replacing any previous value.
+fn set_formatted(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    debug_assert!(value.iter().all(|&b| b == b'-' || b.is_ascii_hexdigit()));
+    // SAFETY: the value is lower-case hex digits and dashes (`FormattedIds` writes nothing else), all
+    // visible ASCII, which is what a header value may hold. The check `from_bytes` would make is a loop
+    // over every byte, a sixth of an injection.
+    let value = unsafe { HeaderValue::from_maybe_shared_unchecked(Bytes::copy_from_slice(value)) };
+    headers.insert(name.clone(), value);
+}
+
+/// Removes the headers named `names`. Most outgoing requests hold none of them, and a small map is
+/// searched for them by comparing names, once, which costs less than a hashed lookup per name (each one
+/// hashes the name byte by byte).
+fn remove_all(headers: &mut HeaderMap, names: &[&HeaderName]) {
+    if headers.keys_len() <= Present::MAX_SCANNED && !headers.keys().any(|key| names.contains(&key)) {
+        return;
+    }
+    for name in names {
+        headers.remove(*name);
+    }
+}
+
+/// A context's ids as the W3C `traceparent` value, `00-{trace}-{span}-{flags}`, formatted once: the B3
+/// headers take their values from the same text. Every backend call writes these headers, sampled or not.
+struct FormattedIds([u8; 55]);
+
+impl FormattedIds {
+    const TRACE: std::ops::Range<usize> = 3..35;
+    const SPAN: std::ops::Range<usize> = 36..52;
+
+    fn of(context: &SpanContext) -> FormattedIds {
+        let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&context.trace_id.0, &mut traceparent[FormattedIds::TRACE]);
+        write_hex(&context.span_id.0, &mut traceparent[FormattedIds::SPAN]);
+        write_hex(&[if context.sampled { w3c::SAMPLED } else { 0 }], &mut traceparent[53..]);
+        FormattedIds(traceparent)
+    }
+
+    fn traceparent(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn trace_id(&self) -> &[u8] {
+        &self.0[FormattedIds::TRACE]
+    }
+
+    fn span_id(&self) -> &[u8] {
+        &self.0[FormattedIds::SPAN]
+    }
+
+    /// `{trace}-{span}`.
+    fn trace_and_span_ids(&self) -> &[u8] {
+        &self.0[FormattedIds::TRACE.start..FormattedIds::SPAN.end]
+    }
+}
+
 /// Writes `bytes` as lower-case hex into `out`, which must be twice as long (the callers' buffers are
 /// sized by the id types). Formatting through `Display` would cost a `write!` per byte and a `String`.
 fn write_hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    for (&byte, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
 }
+
+/// Every byte's two lower-case hex digits: one load per byte, not two and the shifts between.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
 
 #[cfg(test)]
 mod tests;

@@ -335,3 +335,33 @@ fn formats_are_found_among_few_or_many_headers() {
         assert_eq!((context.trace_id, context.sampled), (trace_id(), true), "{others} other headers");
     }
 }
+
+#[test]
+fn stale_context_headers_are_removed_among_few_or_many_headers() {
+    let context = SpanContext {
+        trace_id: trace_id(),
+        span_id: span_id(),
+        sampled: true,
+        tracestate: TraceState::EMPTY,
+    };
+    // Below and above the count where the names stop being compared one by one.
+    for others in [0, 3, Present::MAX_SCANNED, Present::MAX_SCANNED + 10] {
+        let mut map = HeaderMap::new();
+        for i in 0..others {
+            let name = HeaderName::from_bytes(format!("x-other-{i}").as_bytes()).expect("a valid name");
+            map.insert(name, HeaderValue::from_static("v"));
+        }
+        let mut clean = map.clone();
+        Propagation::DEFAULT.inject(&context, &mut clean);
+        assert_eq!(clean.keys_len(), others + 4, "traceparent and three B3 headers among {others}");
+
+        for stale in ["x-b3-parentspanid", "x-b3-flags", "tracestate"] {
+            let mut map = map.clone();
+            map.append(stale, HeaderValue::from_static("1"));
+            map.append(stale, HeaderValue::from_static("2"));
+            Propagation::DEFAULT.inject(&context, &mut map);
+            assert!(!map.contains_key(stale), "{stale} among {others} other headers");
+            assert_eq!(map, clean, "{stale} among {others}: nothing else changed");
+        }
+    }
+}

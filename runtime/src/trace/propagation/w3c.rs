@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use http::{HeaderMap, HeaderName};
 
-use super::{set_header, single_value, write_hex};
+use super::{FormattedIds, remove_all, set_formatted, set_header, single_value};
 use crate::trace::{SpanContext, SpanId, TraceId, TraceState};
 
 pub(super) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -17,7 +17,7 @@ const MAX_TRACEPARENT_LEN: usize = 512;
 /// The spec's limit on list members.
 const MAX_TRACESTATE_MEMBERS: usize = 32;
 /// The sampled bit of the flags.
-const SAMPLED: u8 = 0x01;
+pub(super) const SAMPLED: u8 = 0x01;
 
 pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
     let (trace_id, span_id, flags) = parse_traceparent(single_value(headers, &TRACEPARENT)?)?;
@@ -29,17 +29,12 @@ pub(super) fn extract(headers: &HeaderMap) -> Option<SpanContext> {
     })
 }
 
-pub(super) fn inject(context: &SpanContext, headers: &mut HeaderMap) {
-    // `00-{trace:32}-{span:16}-{flags:2}`, formatted in place: the header value is the only allocation.
-    let mut traceparent = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    write_hex(&context.trace_id.0, &mut traceparent[3..35]);
-    write_hex(&context.span_id.0, &mut traceparent[36..52]);
-    write_hex(&[if context.sampled { SAMPLED } else { 0 }], &mut traceparent[53..55]);
-    set_header(headers, &TRACEPARENT, &traceparent);
+pub(super) fn inject(ids: &FormattedIds, context: &SpanContext, headers: &mut HeaderMap) {
+    set_formatted(headers, &TRACEPARENT, ids.traceparent());
     let entries = context.tracestate.entries();
     if entries.is_empty() {
         // Do not leave a stale tracestate (say, forwarded from the incoming request) next to our parent.
-        headers.remove(&TRACESTATE);
+        remove_all(headers, &[&TRACESTATE]);
         return;
     }
     let mut tracestate = String::new();
