@@ -24,10 +24,12 @@
 //!   span, as a handler does before recording into it. Target: 2 ns.
 //! - `current_span_clone_*`: `Span::current()`, an owned handle to the current span.
 //!
-//! A routine returns what it made (a span handle) rather than wrap it in `black_box`: criterion's `iter`
-//! already passes each output through `black_box`, and a second one copied the 48-byte handle once more
-//! per iteration, 2.5 ns of the 6.4 the unsampled root measured on the EPYC host. The peers' routines do
-//! the same.
+//! The unsampled rows keep the span where they made it and hand `black_box` a reference to it, for every
+//! tracer: a span returned from the routine is moved into criterion's output slot, a copy whose cost
+//! depends on where the compiler happened to build the value, not on the span's own work. oclayer's
+//! 48-byte handle, built at a merge of branches, was copied in 16-byte loads of the 8-byte stores just
+//! made (a store-forwarding stall): the child of the current span read 6.5 or 11.5 ns depending on an
+//! unrelated function's signature. A handler that uses its span where it started it pays for no such copy.
 //!
 //! Each runs twice: `trace/...` timed by the wall clock, as usual, and `trace_cpu/...` timed by the
 //! thread's CPU clock. On a shared machine the wall clock also counts the time other processes hold the
@@ -74,7 +76,7 @@ fn unsampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
         b.iter(|| {
             let span = SpanBuilder::new("/users/{id}").kind(SpanKind::Server).parent(Parent::Root).start();
             span.end();
-            span
+            black_box(&span);
         })
     });
 
@@ -84,7 +86,7 @@ fn unsampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str) {
         b.iter(|| {
             let span = trace::start_span("backend-/users", SpanKind::Client);
             span.end();
-            span
+            black_box(&span);
         })
     });
 }
@@ -183,7 +185,10 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
     oclayer_benches::peers::fastrace_discarding();
     let unsampled = fastrace::collector::SpanContext::random().sampled(false);
     c.bench_function(&format!("{group}/peer/fastrace_unsampled_root"), |b| {
-        b.iter(|| fastrace::Span::root("/users/{id}", unsampled))
+        b.iter(|| {
+            let span = fastrace::Span::root("/users/{id}", unsampled);
+            black_box(&span);
+        })
     });
     let fastrace_span = || {
         let span = fastrace::Span::root("/users/{id}", fastrace::collector::SpanContext::random());
@@ -216,7 +221,12 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
             }
         };
         if which == "unsampled_root" {
-            c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| b.iter(otel_span));
+            c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| {
+                b.iter(|| {
+                    let span = otel_span();
+                    black_box(&span);
+                })
+            });
         } else {
             c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| {
                 b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_span, force_flush))
@@ -236,7 +246,10 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
         let _subscriber =
             tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
         c.bench_function(&format!("{group}/peer/tracing_opentelemetry_{which}"), |b| {
-            b.iter(|| tracing::info_span!("/users/{id}", http.method = "GET", http.status_code = 200))
+            b.iter(|| {
+                let span = tracing::info_span!("/users/{id}", http.method = "GET", http.status_code = 200);
+                black_box(&span);
+            })
         });
         drop(_subscriber);
         if let Err(error) = provider.shutdown() {
