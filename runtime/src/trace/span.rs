@@ -1074,7 +1074,7 @@ impl Start {
     fn root(self) -> Span {
         let seeds = IdSeeds::root();
         if self.decide(|| seeds.trace_high(), None) {
-            self.into_sampled(derived_context(seeds, true), None, None)
+            Span::of(Repr::Sampled(self.into_sampled(derived_context(seeds, true), None, None)))
         } else {
             Span::of(Repr::Derived(seeds))
         }
@@ -1120,7 +1120,11 @@ impl Start {
             None => false,
         };
         if sampled {
-            self.into_sampled(derived_context(seeds, true), Some(parent.span_id()), Some(true))
+            Span::of(Repr::Sampled(self.into_sampled(
+                derived_context(seeds, true),
+                Some(parent.span_id()),
+                Some(true),
+            )))
         } else {
             Span::of(Repr::Derived(seeds))
         }
@@ -1134,26 +1138,29 @@ impl Start {
         same_process_as_parent_span: Option<bool>,
     ) -> Span {
         if context.sampled {
-            self.into_sampled(context, parent_span_id, same_process_as_parent_span)
+            Span::of(Repr::Sampled(self.into_sampled(context, parent_span_id, same_process_as_parent_span)))
         } else {
             Span::of(Repr::Unsampled(GivenIds::of(context)))
         }
     }
 
     /// Out of line: allocating and reading the clock dwarf a call, and the unsampled path stays small.
+    /// Returns the allocation, one word in a register, not a handle: a returned handle goes through
+    /// memory, and the unsampled branches then built theirs in the same stack temporary, copied out in
+    /// 16-byte loads of their 8-byte stores (a store-forwarding stall in every unsampled annotated call).
     #[inline(never)]
     fn into_sampled(
         self,
         context: SpanContext,
         parent_span_id: Option<SpanId>,
         same_process_as_parent_span: Option<bool>,
-    ) -> Span {
+    ) -> Arc<SpanInner> {
         let running = running::started(&self.name);
         let start = self.at.unwrap_or_else(Instant::now);
         if let Some(mut reused) = pooled() {
             let fields = Fields { context, parent_span_id, same_process_as_parent_span, start, running };
             self.reuse(reused.get_mut(), fields);
-            return Span::of(Repr::Sampled(reused.0));
+            return reused.0;
         }
         // Written straight into the allocation: `Arc::new` built the ~650-byte value on the stack and
         // copied it, a tenth of the sampled path.
@@ -1175,7 +1182,7 @@ impl Start {
             record: SpinLock::new(Record { name: self.name, ..Record::default() }),
         });
         // SAFETY: initialised just above.
-        Span::of(Repr::Sampled(unsafe { inner.assume_init() }))
+        unsafe { inner.assume_init() }
     }
 }
 
