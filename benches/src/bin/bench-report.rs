@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Reads every `<criterion dir>/**/new/benchmark.json` (the bench's full id, its throughput) and the
-//! `estimates.json` beside it (median and median absolute deviation, per iteration), then replaces the
+//! `estimates.json` beside it (median and median absolute deviation, per iteration); a bench found more
+//! than once (`run.sh` runs every bench in rounds, each into its own directory) keeps the result with the
+//! lower median: the host's noise only ever adds time. It then replaces the
 //! text between each `<!-- bench-report:begin NAME -->` and `<!-- bench-report:end NAME -->` pair in the
 //! markdown file with the table of that name, and the `environment` region with the machine, date and
 //! toolchain. Text outside the regions (the hand-written analysis) is kept as it is. A region missing from
@@ -494,9 +496,37 @@ fn number(value: &Value, pointer: &str, path: &Path) -> Result<f64, String> {
     })
 }
 
-/// Every `new/benchmark.json` under `dir`, by the bench's full id.
-fn read_results(dir: &Path) -> Result<HashMap<String, Estimate>, String> {
-    let mut results = HashMap::new();
+/// The results under a criterion directory.
+#[derive(Default)]
+struct Results {
+    /// Every bench's best round, by the bench's full id.
+    by_id: HashMap<String, Estimate>,
+    /// How many results were found for each id: the rounds it ran.
+    runs: HashMap<String, usize>,
+}
+
+impl Results {
+    /// Adds a result for `id`, kept if it is the first or has a lower median than the one kept so far.
+    fn add(&mut self, id: &str, estimate: Estimate) {
+        *self.runs.entry(id.to_owned()).or_default() += 1;
+        match self.by_id.get_mut(id) {
+            Some(kept) if kept.median <= estimate.median => {}
+            Some(kept) => *kept = estimate,
+            None => {
+                self.by_id.insert(id.to_owned(), estimate);
+            }
+        }
+    }
+
+    /// The most rounds any bench ran.
+    fn rounds(&self) -> usize {
+        self.runs.values().copied().max().unwrap_or(0)
+    }
+}
+
+/// Every `new/benchmark.json` under `dir`, the best round of each bench by its full id.
+fn read_results(dir: &Path) -> Result<Results, String> {
+    let mut results = Results::default();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
@@ -512,14 +542,12 @@ fn read_results(dir: &Path) -> Result<HashMap<String, Estimate>, String> {
                 let estimates_path = path.with_file_name("estimates.json");
                 let estimates = read_json(&estimates_path)?;
                 let elements = benchmark.pointer("/throughput/Elements").and_then(Value::as_f64);
-                results.insert(
-                    id.to_owned(),
-                    Estimate {
-                        median: number(&estimates, "/median/point_estimate", &estimates_path)?,
-                        mad: number(&estimates, "/median_abs_dev/point_estimate", &estimates_path)?,
-                        elements,
-                    },
-                );
+                let estimate = Estimate {
+                    median: number(&estimates, "/median/point_estimate", &estimates_path)?,
+                    mad: number(&estimates, "/median_abs_dev/point_estimate", &estimates_path)?,
+                    elements,
+                };
+                results.add(id, estimate);
             }
         }
     }
@@ -661,7 +689,7 @@ fn command_output(program: &str, args: &[&str]) -> String {
     }
 }
 
-fn environment() -> String {
+fn environment(rounds: usize) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -672,11 +700,19 @@ fn environment() -> String {
         .ok()
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned());
+    let rounds = match rounds {
+        1 => "every bench ran once".to_owned(),
+        n => format!(
+            "every bench ran {n} times, one round after the other; each row is its round with the lowest \
+             median, the spread that round's"
+        ),
+    };
     format!(
         "- Date: {}\n- Machine: {model}, {cores} cores, Linux {}; load average at the end of the run: {load}\n\
          - Toolchain: {}, release profile (`cargo bench`)\n\
-         - Regenerate: `benches/run.sh` (about 13 minutes on the 2-core VM: 5 to 7 building, 7 running; \
-         every bench, then this report)\n",
+         - Rounds: {rounds}\n\
+         - Regenerate: `benches/run.sh` (about 20 minutes on the 2-core VM: 5 to 7 building, 7 running a \
+         round; every bench in 2 rounds, then this report)\n",
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         command_output("uname", &["-r"]),
         command_output("rustc", &["--version"]),
@@ -704,7 +740,8 @@ fn run(criterion_dir: &Path, markdown: &Path) -> Result<(), String> {
     let results = read_results(criterion_dir)?;
     let mut text =
         std::fs::read_to_string(markdown).map_err(|e| format!("cannot read {}: {e}", markdown.display()))?;
-    text = replace_region(&text, "environment", &environment(), markdown)?;
+    text = replace_region(&text, "environment", &environment(results.rounds()), markdown)?;
+    let results = results.by_id;
     for table in tables() {
         let rendered = render(&table, &results);
         println!("## {}\n{rendered}", table.name);
@@ -743,6 +780,21 @@ mod tests {
     fn a_missing_region_names_the_markers() {
         let error = replace_region("no markers", "tree", "x", Path::new("B.md")).expect_err("no region");
         assert!(error.contains("<!-- bench-report:begin tree -->"), "{error}");
+    }
+
+    #[test]
+    fn a_bench_run_in_several_rounds_keeps_its_lowest_median() {
+        let mut results = Results::default();
+        let estimate = |median| Estimate { median, mad: median / 10.0, elements: None };
+        results.add("a", estimate(90.0));
+        results.add("b", estimate(5.0));
+        results.add("a", estimate(60.0));
+        results.add("b", estimate(7.0));
+        results.add("a", estimate(75.0));
+        assert_eq!(results.rounds(), 3, "the most results of one id");
+        assert_eq!(results.by_id["a"].median, 60.0);
+        assert_eq!(results.by_id["a"].mad, 6.0, "the spread of the round kept");
+        assert_eq!(results.by_id["b"].median, 5.0);
     }
 
     #[test]
