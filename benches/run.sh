@@ -6,7 +6,7 @@
 # Usage: benches/run.sh            (about 20 minutes on the 2-core VM: 5 to 7 building, 7 running a round)
 # Environment: WARM_UP (s, default 1), MEASURE (s, default 3) per bench case; ROUNDS (default 2): how many
 # times every bench runs, one round after the other, the report keeping each row's round with the lowest
-# median (this host's throughput swings by a third over seconds, with no oclayer code running: see
+# median (this host runs code with no oclayer in it at half speed for seconds at a time: see
 # `cargo run --release -p oclayer-benches --example phases`; the noise only ever adds time);
 # BENCHMARKS_MD (the file to rewrite, default BENCHMARKS.md); CARGO_TARGET_DIR as usual.
 # A bench that fails does not stop the others: the report is still written (its rows say "not run") and
