@@ -6,8 +6,8 @@
 //! - `ilp`: six independent shift-xor-add chains, no oclayer code, bound by the core's throughput.
 //!
 //! If `ilp` swings as much as `call` within one process while `clock` holds still, the swings come from
-//! something sharing the core's execution units (an SMT sibling busy outside this process), not from
-//! oclayer. Run: `cargo run --release -p oclayer-benches --example phases`.
+//! something outside the process sharing the core's execution units (on a VM, another guest on the same
+//! physical core), not from oclayer. Run: `cargo run --release -p oclayer-benches --example phases`.
 
 use std::hint::black_box;
 

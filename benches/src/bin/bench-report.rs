@@ -701,6 +701,7 @@ fn environment(rounds: usize) -> String {
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "unknown".to_owned());
     let rounds = match rounds {
+        0 => "no results found".to_owned(),
         1 => "every bench ran once".to_owned(),
         n => format!(
             "every bench ran {n} times, one round after the other; each row is its round with the lowest \
