@@ -509,12 +509,9 @@ impl Results {
     /// Adds a result for `id`, kept if it is the first or has a lower median than the one kept so far.
     fn add(&mut self, id: &str, estimate: Estimate) {
         *self.runs.entry(id.to_owned()).or_default() += 1;
-        match self.by_id.get_mut(id) {
-            Some(kept) if kept.median <= estimate.median => {}
-            Some(kept) => *kept = estimate,
-            None => {
-                self.by_id.insert(id.to_owned(), estimate);
-            }
+        let kept = self.by_id.entry(id.to_owned()).or_insert(estimate);
+        if estimate.median < kept.median {
+            *kept = estimate;
         }
     }
 
