@@ -1,11 +1,12 @@
 //! A request's span tree, router -> pipe -> backend, every span sampled and handed to a discarding export,
 //! for oclayer and its peers with the same three nested fns around the same small body.
 //!
-//! - `tree/oclayer`: `#[trace_layer(router)]` reading an `http::Request`, `#[trace_layer(pipe)]`, and
-//!   `#[trace_layer(backend)]` injecting the trace headers into its outgoing request; the layers' measures
-//!   are recorded too (12 views), as a user gets them.
-//! - `tree/oclayer_spans_only`: the same with `skip_measures`, the like-for-like of the peers, which record
-//!   spans only.
+//! - `tree/oclayer_spans`: `#[trace_layer(router)]`, `(pipe)` and `(backend)` with `skip_measures` and no
+//!   request in scope: three spans and nothing else, the like-for-like of the peers.
+//! - `tree/oclayer_http_spans`: the same layers doing their HTTP work: the router reads an `http::Request`
+//!   (context extraction, five attributes), the backend sets its attributes and injects the trace headers
+//!   (W3C and B3, the default) into its outgoing request. The peers do none of this.
+//! - `tree/oclayer`: that, with the layers' measures recorded too (12 views), as a user gets it.
 //! - `tree/fastrace`: a root span for the router (fastrace records only under a root) and `#[trace]` on the
 //!   pipe and backend fns.
 //! - `tree/tracing_registry`: `#[instrument]` on the three fns, `tracing_subscriber`'s registry.
@@ -13,8 +14,14 @@
 //!   `opentelemetry_sdk` tracer (batch span processor).
 //! - `tree/opentelemetry_sdk`: three nested `Tracer::in_span` calls on that tracer.
 //!
+//! Every backend fn makes and drops an outgoing request, so that only the instrumentation differs.
+//!
 //! Timed by the bench thread's CPU clock (the machine is shared); every pipeline exports on its own thread,
-//! so none of their export costs is counted (see `oclayer_benches::peers`).
+//! so none of their export costs is counted (see `oclayer_benches::peers`). As in `trace.rs` and
+//! `macro.rs`, the trees are made in chunks of [`CHUNK`](oclayer_benches::CHUNK) requests with each
+//! pipeline drained between chunks outside the timed part, so that the rows time a request with a pipeline
+//! that keeps up, as a gateway's does: made flat out, trees outrun every batcher and the rows time how each
+//! tracer sheds an overload. That is what `tree/oclayer_flooded` and `tree/fastrace_flooded` keep.
 
 use std::hint::black_box;
 
@@ -23,7 +30,7 @@ use http::Request;
 use oclayer::config::Config;
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::{ThreadCpuTime, oclayer_discarding, peers};
+use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, peers};
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 
 /// The body every variant runs: small, so that the instrumentation is most of what is timed.
@@ -38,6 +45,25 @@ fn outgoing() -> Request<()> {
 }
 
 // ---- oclayer ---------------------------------------------------------------------------------------------
+
+#[inline(never)]
+#[trace_layer(router, route = "/users/{id}", skip_measures)]
+fn oc_router_spans(x: u64) -> u64 {
+    oc_pipe_spans(x)
+}
+
+#[inline(never)]
+#[trace_layer(pipe, route = "/users/{id}", skip_measures)]
+fn oc_pipe_spans(x: u64) -> u64 {
+    oc_backend_spans(x)
+}
+
+#[inline(never)]
+#[trace_layer(backend, route = "/users/{id}", skip_measures)]
+fn oc_backend_spans(x: u64) -> u64 {
+    black_box(outgoing());
+    work(x)
+}
 
 #[inline(never)]
 #[trace_layer(router, route = "/users/{id}")]
@@ -61,20 +87,20 @@ fn oc_backend(req: Request<()>, x: u64) -> u64 {
 
 #[inline(never)]
 #[trace_layer(router, route = "/users/{id}", skip_measures)]
-fn oc_router_spans(req: &Request<()>, x: u64) -> u64 {
+fn oc_router_http(req: &Request<()>, x: u64) -> u64 {
     let _ = req;
-    oc_pipe_spans(x)
+    oc_pipe_http(x)
 }
 
 #[inline(never)]
 #[trace_layer(pipe, route = "/users/{id}", skip_measures)]
-fn oc_pipe_spans(x: u64) -> u64 {
-    oc_backend_spans(outgoing(), x)
+fn oc_pipe_http(x: u64) -> u64 {
+    oc_backend_http(outgoing(), x)
 }
 
 #[inline(never)]
 #[trace_layer(backend, route = "/users/{id}", skip_measures)]
-fn oc_backend_spans(req: Request<()>, x: u64) -> u64 {
+fn oc_backend_http(req: Request<()>, x: u64) -> u64 {
     black_box(req);
     work(x)
 }
@@ -134,12 +160,32 @@ fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
     let req = request();
     let config = Config::builder().sample_rate(100).build().expect("a valid config");
     let telemetry = oclayer_discarding(config);
+    // `flush` is a future that needs no particular runtime; a current-thread one drives it.
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
+    let flush = || {
+        if let Err(error) = runtime.block_on(telemetry.flush()) {
+            eprintln!("tree/oclayer: flush failed: {error}");
+        }
+    };
     trace::set_sampler(Sampler::AlwaysOn);
     let dropped_before = trace::dropped_spans();
-    c.bench_function("tree/oclayer", |b| b.iter(|| oc_router(&req, black_box(7))));
-    c.bench_function("tree/oclayer_spans_only", |b| b.iter(|| oc_router_spans(&req, black_box(7))));
-    // A full queue drops spans, which costs less than queueing them: say how often it happened.
+    c.bench_function("tree/oclayer_spans", |b| {
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_spans(black_box(7)), flush))
+    });
+    c.bench_function("tree/oclayer_http_spans", |b| {
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_http(&req, black_box(7)), flush))
+    });
+    c.bench_function("tree/oclayer", |b| {
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router(&req, black_box(7)), flush))
+    });
+    // Expected 0: a chunk's spans fit the thread's ring, so these rows are the request path.
     eprintln!("tree/oclayer: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
+    let dropped_before = trace::dropped_spans();
+    c.bench_function("tree/oclayer_flooded", |b| b.iter(|| oc_router_http(&req, black_box(7))));
+    eprintln!(
+        "tree/oclayer_flooded: spans dropped by the full queue: {}",
+        trace::dropped_spans() - dropped_before
+    );
     trace::set_sampler(Sampler::AlwaysOff);
     drop(telemetry);
 }
@@ -147,7 +193,12 @@ fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
 fn peer_trees(c: &mut Criterion<ThreadCpuTime>) {
     let req = request();
     peers::fastrace_discarding();
-    c.bench_function("tree/fastrace", |b| b.iter(|| fr_router(&req, black_box(7))));
+    c.bench_function("tree/fastrace", |b| {
+        b.iter_custom(|iters| {
+            chunked(&ThreadCpuTime, iters, || fr_router(&req, black_box(7)), fastrace::flush)
+        })
+    });
+    c.bench_function("tree/fastrace_flooded", |b| b.iter(|| fr_router(&req, black_box(7))));
 
     {
         let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
@@ -155,25 +206,35 @@ fn peer_trees(c: &mut Criterion<ThreadCpuTime>) {
     }
 
     let provider = peers::otel_provider(opentelemetry_sdk::trace::Sampler::AlwaysOn);
+    let force_flush = || {
+        if let Err(error) = provider.force_flush() {
+            eprintln!("tree: the OpenTelemetry provider did not flush: {error}");
+        }
+    };
     {
         let _subscriber =
             tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
-        c.bench_function("tree/tracing_opentelemetry", |b| b.iter(|| tr_router(&req, black_box(7))));
+        c.bench_function("tree/tracing_opentelemetry", |b| {
+            b.iter_custom(|iters| {
+                chunked(&ThreadCpuTime, iters, || tr_router(&req, black_box(7)), force_flush)
+            })
+        });
     }
 
     let tracer = provider.tracer("oclayer-benches");
-    c.bench_function("tree/opentelemetry_sdk", |b| {
-        b.iter(|| {
-            let _ = &req;
-            tracer.in_span("/users/{id}", |_| {
-                tracer.in_span("pipe-/users/{id}", |_| {
-                    tracer.in_span("backend-/users/{id}", |_| {
-                        black_box(outgoing());
-                        work(black_box(7))
-                    })
+    let otel_tree = || {
+        let _ = &req;
+        tracer.in_span("/users/{id}", |_| {
+            tracer.in_span("pipe-/users/{id}", |_| {
+                tracer.in_span("backend-/users/{id}", |_| {
+                    black_box(outgoing());
+                    work(black_box(7))
                 })
             })
         })
+    };
+    c.bench_function("tree/opentelemetry_sdk", |b| {
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_tree, force_flush))
     });
     if let Err(error) = provider.shutdown() {
         eprintln!("tree: the OpenTelemetry provider did not shut down cleanly: {error}");
