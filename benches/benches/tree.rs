@@ -21,7 +21,8 @@
 //! `macro.rs`, the trees are made in chunks of [`CHUNK`](oclayer_benches::CHUNK) requests with each
 //! pipeline drained between chunks outside the timed part, so that the rows time a request with a pipeline
 //! that keeps up, as a gateway's does: made flat out, trees outrun every batcher and the rows time how each
-//! tracer sheds an overload. That is what `tree/oclayer_flooded` and `tree/fastrace_flooded` keep.
+//! tracer sheds an overload. That is what `tree/oclayer_flooded` and `tree/fastrace_flooded` keep, with
+//! three spans each as in the like-for-like rows.
 
 use std::hint::black_box;
 
@@ -181,7 +182,7 @@ fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
     // Expected 0: a chunk's spans fit the thread's ring, so these rows are the request path.
     eprintln!("tree/oclayer: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
     let dropped_before = trace::dropped_spans();
-    c.bench_function("tree/oclayer_flooded", |b| b.iter(|| oc_router_http(&req, black_box(7))));
+    c.bench_function("tree/oclayer_flooded", |b| b.iter(|| oc_router_spans(black_box(7))));
     eprintln!(
         "tree/oclayer_flooded: spans dropped by the full queue: {}",
         trace::dropped_spans() - dropped_before

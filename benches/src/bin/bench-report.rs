@@ -345,7 +345,7 @@ fn tables() -> Vec<Table> {
                 row("tree/opentelemetry_sdk", "opentelemetry_sdk: 3 nested `in_span`", Peer),
                 row(
                     "tree/oclayer_flooded",
-                    "oclayer: HTTP spans flat out, the queue full (overload, drops)",
+                    "oclayer: the three spans flat out, the queue full (overload, drops)",
                     OclayerOther,
                 ),
                 row(
