@@ -449,6 +449,32 @@ fn shutdown_keeps_its_deadline_when_an_exporter_hangs() {
     block_on(telemetry.shutdown()).expect("init works again after a timed-out shutdown");
 }
 
+/// The threads of this process whose name starts with `prefix` (Linux names them in `/proc`).
+#[cfg(target_os = "linux")]
+fn threads_named(prefix: &str) -> usize {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task lists this process's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn flushes_share_one_deadline_watchdog_thread() {
+    let _serial = serial();
+    let (telemetry, exporter) = start(100);
+    for i in 0..20 {
+        trace::start_span(format!("flushed-{i}"), SpanKind::Unspecified).end();
+        block_on(telemetry.flush()).expect("flushed");
+    }
+    assert_eq!(exporter.spans().len(), 20, "every flush delivered its span");
+    // One thread keeps every deadline, started by the first flush of the process (this test's, or an
+    // earlier test's); a thread per flush would also leave exiting ones behind.
+    assert_eq!(threads_named("oclayer-deadlin"), 1, "one watchdog thread for all the flushes");
+    block_on(telemetry.shutdown()).expect("shuts down");
+}
+
 /// Blocks in `export_spans` (which exporters must never do) until the test lets it go.
 struct Blocking {
     release: Mutex<std::sync::mpsc::Receiver<()>>,
