@@ -481,9 +481,8 @@ fn watch(received: &std::sync::mpsc::Receiver<Alarm>) {
     let mut alarms: Vec<Alarm> = Vec::new();
     loop {
         let now = Instant::now();
-        alarms.retain(|(_, alarm)| !alarm.is_closed());
-        for (_, alarm) in alarms.extract_if(.., |(at, _)| *at <= now) {
-            // The caller's `select!` takes this, unless the answer gets there first.
+        // Answered ones go too: sending to a caller that stopped listening does nothing.
+        for (_, alarm) in alarms.extract_if(.., |(at, alarm)| *at <= now || alarm.is_closed()) {
             let _ = alarm.send(());
         }
         let next = alarms.iter().map(|(at, _)| *at).min();
