@@ -471,6 +471,7 @@ fn flushes_share_one_deadline_watchdog_thread() {
     assert_eq!(exporter.spans().len(), 20, "every flush delivered its span");
     // One thread keeps every deadline, started by the first flush of the process (this test's, or an
     // earlier test's); a thread per flush would also leave exiting ones behind.
+    // "oclayer-deadline" as Linux keeps it: 15 bytes of a thread's name.
     assert_eq!(threads_named("oclayer-deadlin"), 1, "one watchdog thread for all the flushes");
     block_on(telemetry.shutdown()).expect("shuts down");
 }
