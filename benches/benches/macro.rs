@@ -42,7 +42,7 @@ use oclayer::config::Config;
 use oclayer::layer::{self, Layer, PipeOutcome};
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, peers};
+use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, oclayer_flush, peers};
 
 // ---- the fns ---------------------------------------------------------------------------------------------
 
@@ -158,22 +158,16 @@ fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>, m: &M) {
     c.bench_function("async/oclayer_unsampled", |b| b.iter(|| ready(annotated_async(black_box(7)))));
 
     trace::set_sampler(Sampler::AlwaysOn);
-    // `flush` is a future that needs no particular runtime; a current-thread one drives it.
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
-    let flush = || {
-        if let Err(error) = runtime.block_on(telemetry.flush()) {
-            eprintln!("oclayer: flush failed: {error}");
-        }
-    };
+    let flush = oclayer_flush(&telemetry, "oclayer");
     let dropped_before = trace::dropped_spans();
     c.bench_function("oclayer/sampled", |b| {
-        b.iter_custom(|iters| chunked(m, iters, || annotated(black_box(7)), flush))
+        b.iter_custom(|iters| chunked(m, iters, || annotated(black_box(7)), &flush))
     });
     c.bench_function("oclayer/router_sampled", |b| {
-        b.iter_custom(|iters| chunked(m, iters, || router(&req, black_box(7)), flush))
+        b.iter_custom(|iters| chunked(m, iters, || router(&req, black_box(7)), &flush))
     });
     c.bench_function("async/oclayer_sampled", |b| {
-        b.iter_custom(|iters| chunked(m, iters, || ready(annotated_async(black_box(7))), flush))
+        b.iter_custom(|iters| chunked(m, iters, || ready(annotated_async(black_box(7))), &flush))
     });
     // Expected 0: the pipeline keeps up, so these rows are the request's path.
     eprintln!(
@@ -188,6 +182,8 @@ fn oclayer_benches<M: Measurement + 'static>(c: &mut Criterion<M>, m: &M) {
         trace::dropped_spans() - dropped_before
     );
     trace::set_sampler(Sampler::AlwaysOff);
+    // The flush borrows the pipeline: it goes first.
+    drop(flush);
     drop(telemetry);
 }
 

@@ -46,7 +46,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use oclayer::config::Config;
 use oclayer::export::{Exporter, SpanBatch};
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
-use oclayer_benches::{ThreadCpuTime, chunked};
+use oclayer_benches::{ThreadCpuTime, chunked, oclayer_flush};
 
 /// Spans [`Counting`] received: what the batcher got through.
 static EXPORTED: AtomicU64 = AtomicU64::new(0);
@@ -105,17 +105,11 @@ fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, m: &M) {
     c.bench_function(&format!("{group}/sampled_no_pipeline"), |b| b.iter(sampled_span));
 
     let telemetry = pipeline();
-    // `flush` is a future that needs no particular runtime; a current-thread one drives it.
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
-    let flush = || {
-        if let Err(error) = runtime.block_on(telemetry.flush()) {
-            eprintln!("{group}: flush failed: {error}");
-        }
-    };
+    let flush = oclayer_flush(&telemetry, group);
     trace::set_sampler(Sampler::AlwaysOn);
     let dropped_before = trace::dropped_spans();
     c.bench_function(&format!("{group}/sampled_two_attributes"), |b| {
-        b.iter_custom(|iters| chunked(m, iters, sampled_span, flush))
+        b.iter_custom(|iters| chunked(m, iters, sampled_span, &flush))
     });
     // Expected 0: the pipeline keeps up, so this row is the request path.
     eprintln!(
@@ -135,6 +129,8 @@ fn sampled<M: Measurement + 'static>(c: &mut Criterion<M>, group: &str, m: &M) {
         exported as f64 / elapsed.as_secs_f64() / 1e6
     );
     trace::set_sampler(Sampler::AlwaysOff);
+    // The flush borrows the pipeline: it goes first.
+    drop(flush);
     drop(telemetry);
 }
 

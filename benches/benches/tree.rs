@@ -31,7 +31,7 @@ use http::Request;
 use oclayer::config::Config;
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
-use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, peers};
+use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, oclayer_flush, peers};
 use opentelemetry::trace::{Tracer as _, TracerProvider as _};
 
 /// The body every variant runs: small, so that the instrumentation is most of what is timed.
@@ -161,23 +161,17 @@ fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
     let req = request();
     let config = Config::builder().sample_rate(100).build().expect("a valid config");
     let telemetry = oclayer_discarding(config);
-    // `flush` is a future that needs no particular runtime; a current-thread one drives it.
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
-    let flush = || {
-        if let Err(error) = runtime.block_on(telemetry.flush()) {
-            eprintln!("tree/oclayer: flush failed: {error}");
-        }
-    };
+    let flush = oclayer_flush(&telemetry, "tree/oclayer");
     trace::set_sampler(Sampler::AlwaysOn);
     let dropped_before = trace::dropped_spans();
     c.bench_function("tree/oclayer_spans", |b| {
-        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_spans(black_box(7)), flush))
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_spans(black_box(7)), &flush))
     });
     c.bench_function("tree/oclayer_http_spans", |b| {
-        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_http(&req, black_box(7)), flush))
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router_http(&req, black_box(7)), &flush))
     });
     c.bench_function("tree/oclayer", |b| {
-        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router(&req, black_box(7)), flush))
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, || oc_router(&req, black_box(7)), &flush))
     });
     // Expected 0: a chunk's spans fit the thread's ring, so these rows are the request path.
     eprintln!("tree/oclayer: spans dropped by the full queue: {}", trace::dropped_spans() - dropped_before);
@@ -188,6 +182,8 @@ fn oclayer_tree(c: &mut Criterion<ThreadCpuTime>) {
         trace::dropped_spans() - dropped_before
     );
     trace::set_sampler(Sampler::AlwaysOff);
+    // The flush borrows the pipeline: it goes first.
+    drop(flush);
     drop(telemetry);
 }
 

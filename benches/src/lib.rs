@@ -1,6 +1,7 @@
 //! Benchmarks of oclayer side by side with its peers live in `benches/benches/`; this library holds what
-//! they share: the thread and process CPU clocks, and the peers' pipelines ([`peers`]). The report writer,
-//! `src/bin/bench-report.rs`, turns criterion's results into BENCHMARKS.md's tables (`benches/run.sh`).
+//! they share: the thread and process CPU clocks, oclayer's pipeline and its drain, and the peers' pipelines
+//! ([`peers`]). The report writer, `src/bin/bench-report.rs`, turns criterion's results into BENCHMARKS.md's
+//! tables (`benches/run.sh`).
 //!
 //! On a shared machine the wall clock also counts the time other processes hold the core; a thread's CPU
 //! clock counts only that thread's own work, so it is the figure to compare with targets when the load
@@ -34,6 +35,20 @@ impl Exporter for Discard {
 
     fn export_spans(&self, spans: &SpanBatch) {
         black_box(spans.len());
+    }
+}
+
+/// The drain between [`chunked`]'s chunks for oclayer: a flush of `telemetry`, driven by a current-thread
+/// runtime of its own (the flush future needs no particular one). A failed flush is printed under `what`.
+///
+/// # Panics
+/// If the runtime cannot be built: a bench set-up error.
+pub fn oclayer_flush<'t>(telemetry: &'t oclayer::Telemetry, what: &'t str) -> impl Fn() + 't {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime");
+    move || {
+        if let Err(error) = runtime.block_on(telemetry.flush()) {
+            eprintln!("{what}: flush failed: {error}");
+        }
     }
 }
 
