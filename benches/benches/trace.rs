@@ -8,9 +8,9 @@
 //!   [`CHUNK`](oclayer_benches::CHUNK) spans, the pipeline drained (flushed) between chunks outside the
 //!   timed part: made flat out on one core, spans outrun any batcher, the ring stays full and every push
 //!   drops the oldest span, which measures overload (that is `sampled_flooded`), not the request path. A
-//!   chunk is below the thread's ring capacity, so no span of it is dropped; the batcher still wakes during
-//!   chunks (every batch's worth of spans per thread) and pops on its own core, as in a server, so each
-//!   ring slot's cache lines come back from the batcher's core when the thread writes the slot again. The
+//!   chunk is below the thread's ring capacity, so no span of it is dropped. The batcher pops on its own
+//!   core, as in a server (woken by a thread's batch, or polling under load), so each ring slot's cache
+//!   lines come back from the batcher's core when the thread writes the slot again. The
 //!   peers run the same way (`fastrace::flush`, the OpenTelemetry provider's `force_flush`), so the ratios
 //!   stay like for like.
 //! - `sampled_flooded`: the same span made flat out, never drained: the overloaded pipeline, and how many

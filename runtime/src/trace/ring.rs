@@ -253,6 +253,11 @@ impl<T> Producer<T> {
         }
     }
 
+    /// How many entries are queued, as of a moment ago: [`Ring::len`] of this producer's ring.
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len()
+    }
+
     /// Asks the CPU to fetch the first `lines` cache lines of the slot `ahead` pushes after the next one
     /// for writing, so that its push finds them in this core's cache, owned, rather than waiting for the
     /// consumer's core to hand them over. A hint: it does nothing where the instruction is not available.
