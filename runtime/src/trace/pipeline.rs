@@ -510,6 +510,14 @@ mod tests {
         batch.iter().map(|span| span.name.as_ref()).collect()
     }
 
+    /// Held by the tests that count their drops in the process-wide [`dropped_spans`], so that under
+    /// `cargo test` (one process, tests on parallel threads) neither counts the other's.
+    static COUNTING_DROPS: Mutex<()> = Mutex::new(());
+
+    fn counting_drops() -> MutexGuard<'static, ()> {
+        COUNTING_DROPS.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     #[test]
     fn a_thread_wakes_the_batcher_after_a_batch_of_its_own_or_at_a_full_ring() {
         let sink = SpanSink::new(4, 3);
@@ -524,6 +532,7 @@ mod tests {
         assert_eq!(first_count, 0, "its count starts again");
         push(&sink, &mut first, "wake-5", &mut first_count);
         assert!(!wake_pending(&sink), "4 in the first ring: full, nothing dropped yet");
+        let _counting = counting_drops();
         let dropped = dropped_spans();
         push(&sink, &mut first, "wake-6", &mut first_count);
         assert!(wake_pending(&sink), "a full ring wakes whatever the counts");
@@ -546,6 +555,8 @@ mod tests {
     #[test]
     fn while_the_batcher_polls_only_a_ring_filling_up_wakes_it() {
         let sink = SpanSink::new(8, 2);
+        // It drops a span: not while another test counts its own.
+        let _counting = counting_drops();
         sink.polling.store(true, Ordering::Relaxed);
         let mut producer = sink.new_producer();
         let mut pushed = 0;
@@ -695,6 +706,7 @@ mod tests {
     #[test]
     fn the_shared_ring_serves_threads_without_their_own() {
         let sink = SpanSink::new(2, 100);
+        let _counting = counting_drops();
         let dropped = dropped_spans();
         for name in ["shared-1", "shared-2", "shared-3"] {
             sink.push_shared(|slot| finished_for_test(name, slot));
