@@ -94,9 +94,9 @@ impl TelemetryBuilder {
 
     /// Spans per batch handed to the exporters; default
     /// [`DEFAULT_BATCH_SIZE`](crate::trace::DEFAULT_BATCH_SIZE). A batch goes out as soon as one thread has
-    /// ended that many spans since the last; under sustained load (a batch or more every 10 ms), within
-    /// 10 ms, the batcher then looking for batches on its own rather than being woken by the request
-    /// threads. Above the (per-thread) queue capacity, batches go out by age only.
+    /// ended that many spans since the last. Under sustained load (a batch or more every 10 ms) the batcher
+    /// looks for full batches every 10 ms instead, so that the request threads need not wake it. Above the
+    /// (per-thread) queue capacity, batches go out by age only.
     pub fn span_batch_size(mut self, spans: usize) -> TelemetryBuilder {
         self.span_batch_size = spans.max(1);
         self

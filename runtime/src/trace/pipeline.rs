@@ -18,11 +18,12 @@
 //! batch timeout bounds how long any span waits.
 //!
 //! Waking a parked thread is a system call that costs the waking thread 4 to 5 µs of CPU on this project's
-//! 2-core VM (a `notify_one` to a parked current-thread runtime), as much as 50 spans. So once woken, the batcher polls: it looks at the rings every [`POLL_INTERVAL`] for
-//! as long as each look finds a batch's worth, and meanwhile a thread's batch does not wake it; only a ring
-//! half full (or full) still does, so that a burst between two looks is not dropped. Under sustained load
-//! the request threads make no system call at all; below a batch per interval, the first look that finds
-//! less stops the polling, and the threads' batches wake the batcher again.
+//! 2-core VM (a `notify_one` to a parked current-thread runtime), as much as 50 spans. So once woken, the
+//! batcher polls: it looks at the rings every [`POLL_INTERVAL`] for as long as each look finds a batch's
+//! worth, and meanwhile a thread's batch does not wake it; only a ring half full (or full) still does, so
+//! that a burst between two looks is not dropped. Under sustained load the request threads make no system
+//! call at all; below a batch per interval, the first look that finds less stops the polling, and the
+//! threads' batches wake the batcher again.
 //!
 //! The bound is per thread ([`DEFAULT_QUEUE_CAPACITY`] spans each, the builder's `span_queue_capacity`):
 //! a thread's ring holds its own spans, so a burst on one thread drops that thread's oldest spans, never
