@@ -585,7 +585,12 @@ async fn background(
                     return Duration::ZERO;
                 }
             },
-            due = batcher.due() => batcher.send_due(due),
+            due = batcher.due() => {
+                batcher.send_due(due);
+                // With a backlog the next round is due at once, and a loop that never waits would starve
+                // the tasks sharing this thread (the exporters' connections, the stats reports).
+                tokio::task::yield_now().await;
+            }
         }
     }
 }

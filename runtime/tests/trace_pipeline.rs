@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -502,4 +503,59 @@ fn a_blocked_pipeline_thread_does_not_hang_flush() {
     assert!(error.to_string().contains("flush got no answer from the oclayer-export thread"), "{error}");
     drop(release);
     block_on(telemetry.shutdown()).expect("once unblocked, the pipeline shuts down normally");
+}
+
+/// Takes a while over every batch, as an exporter encoding and queueing a large batch does.
+struct Slow;
+
+impl Exporter for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn export_spans(&self, _spans: &SpanBatch) {
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
+#[test]
+fn flush_and_the_stats_reports_go_on_while_threads_end_spans_faster_than_the_exporters_take_them() {
+    let _serial = serial();
+    let reports = Arc::new(InMemoryExporter::new());
+    let config = Config::builder()
+        .sample_rate(100)
+        .reporting_period(Duration::from_millis(20))
+        .build()
+        .expect("a valid config");
+    let telemetry = Telemetry::builder(config)
+        .exporter(Arc::new(Slow))
+        .exporter(reports.clone())
+        .span_batch_size(10)
+        .init()
+        .expect("the pipeline starts");
+    let flooding = Arc::new(AtomicBool::new(true));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let flooding = Arc::clone(&flooding);
+            std::thread::spawn(move || {
+                while flooding.load(Ordering::Relaxed) {
+                    trace::start_span("flood", SpanKind::Unspecified).end();
+                }
+            })
+        })
+        .collect();
+    // The batcher shares its thread with the flush requests, the exporters' tasks and the stats reports:
+    // busy with a backlog that never shrinks, it must still leave them their turns.
+    std::thread::sleep(Duration::from_millis(400));
+    let reported = reports.reports().len();
+    let flushed = block_on(telemetry.flush_with_timeout(Duration::from_secs(5)));
+    flooding.store(false, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("a flooding thread");
+    }
+    flushed.expect("flush answered during the flood");
+    // 20 reporting periods passed. A starved reporting task sends none; here it gets a turn after each of
+    // the batcher's rounds, which the slow exporter makes long (7 or 8 reports on the 2-core VM).
+    assert!(reported >= 2, "only {reported} stats reports during the flood");
+    block_on(telemetry.shutdown()).expect("shutdown");
 }

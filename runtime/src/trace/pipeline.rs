@@ -405,7 +405,10 @@ impl Batcher {
                 // Woken, or a look found a batch: look again soon instead of having threads wake us.
                 self.sink.polling.store(true, Ordering::Relaxed);
                 self.next_poll = Some(tokio::time::Instant::now() + POLL_INTERVAL);
-                while self.sink.len() >= self.sink.batch_size {
+                // The full batches queued now, not those that fill meanwhile: threads ending spans faster
+                // than the exporters take them would otherwise keep this round going forever, and with it
+                // the thread it shares with flush requests, the exporters' tasks and the stats reports.
+                for _ in 0..self.sink.len() / self.sink.batch_size {
                     self.send(self.sink.pop(self.sink.batch_size));
                 }
             }
