@@ -211,11 +211,7 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
             span.end();
             span
         };
-        let force_flush = || {
-            if let Err(error) = provider.force_flush() {
-                eprintln!("{group}: the OpenTelemetry provider did not flush: {error}");
-            }
-        };
+        let force_flush = peers::otel_flush(&provider, group);
         if which == "unsampled_root" {
             c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| {
                 b.iter(|| {
@@ -225,7 +221,7 @@ fn peers(c: &mut Criterion<ThreadCpuTime>, group: &str) {
             });
         } else {
             c.bench_function(&format!("{group}/peer/opentelemetry_sdk_{which}"), |b| {
-                b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_span, force_flush))
+                b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_span, &force_flush))
             });
             c.bench_function(&format!("{group}/peer/opentelemetry_sdk_sampled_flooded"), |b| {
                 b.iter(otel_span)

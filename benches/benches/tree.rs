@@ -32,7 +32,7 @@ use oclayer::config::Config;
 use oclayer::trace::{self, Sampler};
 use oclayer::trace_layer;
 use oclayer_benches::{ThreadCpuTime, chunked, oclayer_discarding, oclayer_flush, peers};
-use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+use opentelemetry::trace::Tracer as _;
 
 /// The body every variant runs: small, so that the instrumentation is most of what is timed.
 #[inline(never)]
@@ -203,22 +203,18 @@ fn peer_trees(c: &mut Criterion<ThreadCpuTime>) {
     }
 
     let provider = peers::otel_provider(opentelemetry_sdk::trace::Sampler::AlwaysOn);
-    let force_flush = || {
-        if let Err(error) = provider.force_flush() {
-            eprintln!("tree: the OpenTelemetry provider did not flush: {error}");
-        }
-    };
+    let force_flush = peers::otel_flush(&provider, "tree");
     {
         let _subscriber =
             tracing::subscriber::set_default(peers::tracing_opentelemetry_subscriber(&provider));
         c.bench_function("tree/tracing_opentelemetry", |b| {
             b.iter_custom(|iters| {
-                chunked(&ThreadCpuTime, iters, || tr_router(&req, black_box(7)), force_flush)
+                chunked(&ThreadCpuTime, iters, || tr_router(&req, black_box(7)), &force_flush)
             })
         });
     }
 
-    let tracer = provider.tracer("oclayer-benches");
+    let tracer = peers::otel_tracer(&provider);
     let otel_tree = || {
         let _ = &req;
         tracer.in_span("/users/{id}", |_| {
@@ -231,7 +227,7 @@ fn peer_trees(c: &mut Criterion<ThreadCpuTime>) {
         })
     };
     c.bench_function("tree/opentelemetry_sdk", |b| {
-        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_tree, force_flush))
+        b.iter_custom(|iters| chunked(&ThreadCpuTime, iters, otel_tree, &force_flush))
     });
     if let Err(error) = provider.shutdown() {
         eprintln!("tree: the OpenTelemetry provider did not shut down cleanly: {error}");

@@ -52,6 +52,16 @@ pub fn otel_provider(sampler: Sampler) -> SdkTracerProvider {
     SdkTracerProvider::builder().with_batch_exporter(DiscardSpanExporter).with_sampler(sampler).build()
 }
 
+/// Drains `provider`'s batch processor, for the pauses between timed chunks (see [`chunked`](crate::chunked));
+/// a failure is printed, tagged with `what`, not fatal.
+pub fn otel_flush<'p>(provider: &'p SdkTracerProvider, what: &'p str) -> impl Fn() + 'p {
+    move || {
+        if let Err(error) = provider.force_flush() {
+            eprintln!("{what}: the OpenTelemetry provider did not flush: {error}");
+        }
+    }
+}
+
 /// The tracer the benches use from `provider`.
 pub fn otel_tracer(provider: &SdkTracerProvider) -> SdkTracer {
     provider.tracer("oclayer-benches")
