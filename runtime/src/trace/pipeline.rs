@@ -250,7 +250,7 @@ impl SpanSink {
             return;
         }
         if !full {
-            // Pairs with the fence in `Batcher::keeps_polling`: either the batcher, stopping, counts this
+            // Pairs with the fence in `Batcher::look`: either the batcher, stopping, counts this
             // thread's spans, or this thread sees that it stopped.
             fence(Ordering::SeqCst);
             if self.polling.load(Ordering::Relaxed) && producer.len() < self.ring_capacity / 2 {
@@ -399,16 +399,20 @@ impl Batcher {
             Due::FullBatch | Due::Poll => {
                 // Cleared before popping: a producer pushing meanwhile wakes us again rather than being lost.
                 self.sink.wake_pending.store(false, Ordering::Release);
-                if matches!(due, Due::Poll) && !self.keeps_polling() {
-                    return;
-                }
+                let queued = match due {
+                    Due::Poll => match self.look() {
+                        Some(queued) => queued,
+                        None => return,
+                    },
+                    _ => self.sink.len(),
+                };
                 // Woken, or a look found a batch: look again soon instead of having threads wake us.
                 self.sink.polling.store(true, Ordering::Relaxed);
                 self.next_poll = Some(tokio::time::Instant::now() + POLL_INTERVAL);
                 // The full batches queued now, not those that fill meanwhile: threads ending spans faster
                 // than the exporters take them would otherwise keep this round going forever, and with it
                 // the thread it shares with flush requests, the exporters' tasks and the stats reports.
-                for _ in 0..self.sink.len() / self.sink.batch_size {
+                for _ in 0..queued / self.sink.batch_size {
                     self.send(self.sink.pop(self.sink.batch_size));
                 }
             }
@@ -419,21 +423,23 @@ impl Batcher {
         }
     }
 
-    /// Whether a look at the rings finds a batch to send; if not, stops polling, so that the threads' batches
-    /// wake the batcher again.
-    fn keeps_polling(&mut self) -> bool {
-        if self.sink.len() >= self.sink.batch_size {
-            return true;
+    /// A polling batcher's look at the rings: how many spans they hold, if at least a batch; if not, stops
+    /// polling, so that the threads' batches wake the batcher again.
+    fn look(&mut self) -> Option<usize> {
+        let queued = self.sink.len();
+        if queued >= self.sink.batch_size {
+            return Some(queued);
         }
         self.sink.polling.store(false, Ordering::Relaxed);
         // Pairs with the fence in `SpanSink::wake`: a thread that saw the batcher still polling and did not
         // wake it pushed its spans before this fence, so the second look counts them.
         fence(Ordering::SeqCst);
-        if self.sink.len() >= self.sink.batch_size {
-            return true;
+        let queued = self.sink.len();
+        if queued >= self.sink.batch_size {
+            return Some(queued);
         }
         self.next_poll = None;
-        false
+        None
     }
 
     /// Sends everything queued now, in batches. Spans queued while this runs wait for the next round, so
