@@ -35,20 +35,35 @@ enum Value {
     Int(i64),
 }
 
-/// What an exporter needs of the span, in 3 cache lines as oclayer's ring slot for two attributes.
+/// What an exporter needs of the span.
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
 struct Slot {
     trace_id: u128,
     span_id: u64,
+    parent_span_id: Option<u64>,
     start: u64,
     end: u64,
+    kind: u8,
+    child_span_count: u32,
     name: &'static str,
     attributes: [(&'static str, Value); 2],
 }
 
-const EMPTY: Slot =
-    Slot { trace_id: 0, span_id: 0, start: 0, end: 0, name: "", attributes: [("", Value::Int(0)); 2] };
+// As oclayer's slot of a span with two attributes: three cache lines written, and read by the consumer.
+const _: () = assert!(std::mem::size_of::<Slot>() == 192);
+
+const EMPTY: Slot = Slot {
+    trace_id: 0,
+    span_id: 0,
+    parent_span_id: None,
+    start: 0,
+    end: 0,
+    kind: 0,
+    child_span_count: 0,
+    name: "",
+    attributes: [("", Value::Int(0)); 2],
+};
 
 /// A one-producer, one-consumer ring with a consumer thread that drains it when asked.
 struct Ring {
@@ -86,6 +101,9 @@ impl Ring {
                 let Value::Str(method) = span.attributes[0].1 else { unreachable!("written as a str") };
                 sum = sum.wrapping_add(span.end - span.start).wrapping_add(status as u64);
                 sum ^= (span.trace_id as u64) ^ span.span_id ^ (span.name.len() + method.len()) as u64;
+                sum ^= span.parent_span_id.unwrap_or(0)
+                    ^ u64::from(span.kind)
+                    ^ u64::from(span.child_span_count);
                 head += 1;
             }
             self.head.store(head, Ordering::Release);
@@ -134,7 +152,19 @@ impl Producer {
         }
         let trace_id = (u128::from(high) << 64) | u128::from(low);
         // SAFETY: the slot is free (see `Ring`'s `Sync`).
-        unsafe { self.ring.slot(self.tail).write(Slot { trace_id, span_id, start, end, name, attributes }) };
+        unsafe {
+            self.ring.slot(self.tail).write(Slot {
+                trace_id,
+                span_id,
+                parent_span_id: None,
+                start,
+                end,
+                kind: 1,
+                child_span_count: 0,
+                name,
+                attributes,
+            });
+        };
         self.tail += 1;
         self.ring.tail.store(self.tail, Ordering::Release);
     }
