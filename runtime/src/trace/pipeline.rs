@@ -42,13 +42,10 @@ use tokio::sync::Notify;
 
 use super::SpanData;
 use super::ring::{self, Producer, Pushed, Ring};
-use super::span::{FINISHED_LINES, Finished, take_finished};
+use super::span::{Finished, take_finished};
 use crate::clock::{self, WallClock};
 use crate::export::{Exporter, SpanBatch};
 use crate::stats::health;
-
-/// Which slot a push prefetches: 0 the next push's, 1 the one after.
-const PREFETCH_AHEAD: u64 = 3;
 
 /// How often a polling batcher looks at the rings (see the module docs). A thread's ring of 1,024 spans fills
 /// in this time at 100 K spans a second; it wakes the batcher half full, long before.
@@ -224,8 +221,6 @@ impl SpanSink {
         if full {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
-        // A later slot's lines come over from the batcher's core while this thread does other work.
-        producer.prefetch(PREFETCH_AHEAD, FINISHED_LINES);
         if full || *pushed >= self.batch_size {
             *pushed = 0;
             self.wake(producer, full);

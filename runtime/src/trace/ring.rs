@@ -257,38 +257,6 @@ impl<T> Producer<T> {
     pub(crate) fn len(&self) -> usize {
         self.ring.len()
     }
-
-    /// Asks the CPU to fetch the first `lines` cache lines of the slot `ahead` pushes after the next one
-    /// for writing, so that its push finds them in this core's cache, owned, rather than waiting for the
-    /// consumer's core to hand them over. A hint: it does nothing where the instruction is not available.
-    #[inline]
-    pub(crate) fn prefetch(&self, ahead: u64, lines: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let slot = self.ring.slot(self.tail + ahead);
-            let base = std::ptr::from_ref(slot).cast::<u8>();
-            let size = std::mem::size_of::<Slot<T>>();
-            let mut offset = 0;
-            while offset < size && offset < lines * 64 {
-                // `prefetchw` by hand: `_mm_prefetch::<_MM_HINT_ET0>` compiles to a plain `prefetcht0` (a
-                // read prefetch, which leaves the line shared with the consumer's core) unless the crate is
-                // built for a CPU with the `prfchw` feature. Every x86-64 CPU decodes it: those without the
-                // feature (Intel before Broadwell) run it as a no-op.
-                // SAFETY: a prefetch only hints the cache: it never faults, reads or writes memory as the
-                // program sees it, touches no register but its address operand, and keeps the flags.
-                unsafe {
-                    core::arch::asm!(
-                        "prefetchw [{address}]",
-                        address = in(reg) base.add(offset),
-                        options(nostack, preserves_flags, readonly)
-                    )
-                };
-                offset += 64;
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (ahead, lines);
-    }
 }
 
 #[cfg(test)]

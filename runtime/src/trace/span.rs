@@ -830,12 +830,6 @@ impl Drop for Finished {
     }
 }
 
-/// How many cache lines of a [`Finished`] slot (and its stamp) the pipeline prefetches for a later span:
-/// all of them, so that a span with every inline attribute set (a router span sets six) finds its slot in
-/// this core's cache too. Lines a span does not write are not read by the batcher either, so after a lap
-/// they stay here and prefetching them again costs next to nothing.
-pub(crate) const FINISHED_LINES: usize = (std::mem::size_of::<Finished>() + 8).div_ceil(64);
-
 /// Moves the finished span out of `slot` as exporters receive it, its instants turned into wall-clock
 /// times by `clock`.
 ///
