@@ -29,14 +29,11 @@ use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 /// How many times a producer finding a consumer reading the slot it needs spins before dropping its new
 /// entry instead (a `pause` takes up to about 140 cycles on recent Intel cores).
 const MAX_SPINS: u32 = 16;
-
-/// Keeps the head (written by consumers) and the tail (written by the producer) off each other's cache
-/// lines, and off the slots'. 128 bytes: Intel's spatial prefetcher fetches lines in pairs.
-#[repr(align(128))]
-struct Padded<T>(T);
 
 #[repr(C, align(64))]
 struct Slot<T> {
@@ -48,9 +45,11 @@ struct Slot<T> {
 /// The shared part of a ring: what consumers use, and what outlives the producer.
 pub(crate) struct Ring<T> {
     /// The oldest entry's position: where consumers read, and where a producer facing a full ring drops.
-    head: Padded<AtomicU64>,
+    /// On cache lines of its own, as the tail: consumers write the head and the producer the tail, so neither
+    /// may share a line with the other or with the slots.
+    head: CachePadded<AtomicU64>,
     /// The next position the producer writes. Only the producer writes it; consumers read it for the length.
-    tail: Padded<AtomicU64>,
+    tail: CachePadded<AtomicU64>,
     slots: Box<[Slot<T>]>,
     /// `slots.len() - 1`; the length is a power of two.
     mask: u64,
@@ -97,8 +96,8 @@ impl<T> Ring<T> {
             })
             .collect();
         let ring = Arc::new(Ring {
-            head: Padded(AtomicU64::new(0)),
-            tail: Padded(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
             slots,
             mask: capacity as u64 - 1,
         });
@@ -118,8 +117,8 @@ impl<T> Ring<T> {
     /// How many entries are queued, as of a moment ago (entries may be pushed or popped meanwhile).
     pub(crate) fn len(&self) -> usize {
         // The head first: it never passes the tail, so reading the tail after it gives no negative length.
-        let head = self.head.0.load(Ordering::Acquire);
-        let tail = self.tail.0.load(Ordering::Acquire);
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
         usize::try_from(tail.saturating_sub(head)).unwrap_or(usize::MAX)
     }
 
@@ -138,20 +137,20 @@ impl<T> Ring<T> {
     ///
     /// `take` must not panic: the slot would be left claimed and the producer would wait for it forever.
     pub(crate) fn pop_with<R>(&self, take: impl FnOnce(*mut T) -> R) -> Option<R> {
-        let mut head = self.head.0.load(Ordering::Acquire);
+        let mut head = self.head.load(Ordering::Acquire);
         loop {
             let slot = self.slot(head);
             // Acquire: pairs with the producer's release store of the stamp, so its writes are visible.
             if slot.stamp.load(Ordering::Acquire) != head + 1 {
                 // Not written yet, unless the producer dropped that entry meanwhile and moved the head on.
-                let now = self.head.0.load(Ordering::Acquire);
+                let now = self.head.load(Ordering::Acquire);
                 if now == head {
                     return None;
                 }
                 head = now;
                 continue;
             }
-            match self.head.0.compare_exchange_weak(head, head + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match self.head.compare_exchange_weak(head, head + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     // SAFETY: the stamp said the entry at `head` is written, and winning the compare-exchange
                     // made this thread its only reader (module docs): the producer does not touch the slot
@@ -171,7 +170,7 @@ impl<T> Ring<T> {
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
         // Exclusive now: drop the entries still queued.
-        let (head, tail) = (*self.head.0.get_mut(), *self.tail.0.get_mut());
+        let (head, tail) = (*self.head.get_mut(), *self.tail.get_mut());
         for position in head..tail {
             let slot = &mut self.slots[(position & self.mask) as usize];
             if *slot.stamp.get_mut() == position + 1 {
@@ -208,7 +207,7 @@ impl<T> Producer<T> {
         // Release: a consumer that sees the stamp sees the entry.
         slot.stamp.store(tail + 1, Ordering::Release);
         self.tail = tail + 1;
-        ring.tail.0.store(tail + 1, Ordering::Release);
+        ring.tail.store(tail + 1, Ordering::Release);
         pushed
     }
 
@@ -225,13 +224,9 @@ impl<T> Producer<T> {
                 // A consumer finished reading it.
                 return Pushed::Queued;
             }
-            if ring.head.0.load(Ordering::Acquire) == oldest {
+            if ring.head.load(Ordering::Acquire) == oldest {
                 // Full. Claimed as a consumer would, so that exactly one of us takes the oldest entry.
-                if ring
-                    .head
-                    .0
-                    .compare_exchange(oldest, oldest + 1, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok()
+                if ring.head.compare_exchange(oldest, oldest + 1, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 {
                     // SAFETY: this producer wrote the entry at `oldest` (its stamp still says so: no consumer
                     // claimed it, or the head would have moved), and the compare-exchange made this thread

@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use crossbeam_utils::CachePadded;
+
 use super::TraceId;
 
 /// Which traces to record. The set that opencensus-proto's `trace_config.proto` can push.
@@ -104,8 +106,9 @@ fn encode(sampler: Sampler) -> u64 {
 static ACTIVE: AtomicU64 = AtomicU64::new(KIND_OFF << KIND_SHIFT);
 /// The sampler as it was set, for [`sampler()`]: the encoding rounds probabilities.
 static AS_SET: Mutex<Sampler> = Mutex::new(Sampler::AlwaysOff);
-/// The budget of the rate-limiting sampler, shared by every thread.
-static RATE_LIMITER: RateLimiter = RateLimiter::new();
+/// The budget of the rate-limiting sampler, shared by every thread. On cache lines of its own: each trace
+/// it admits writes it, and the sampler beside it is read by every span start, sampled or not.
+static RATE_LIMITER: CachePadded<RateLimiter> = CachePadded::new(RateLimiter::new());
 
 /// Replaces the process-wide sampler. Spans already started keep their decision.
 pub fn set_sampler(sampler: Sampler) {
