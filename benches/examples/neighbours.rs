@@ -5,7 +5,9 @@
 //! - `drops`: ends sampled spans into a full ring, so that each one drops the oldest and counts it in the
 //!   process-wide dropped-span counter (a queue that cannot keep up: overload);
 //! - `rate`: takes rate-limiting sampling decisions, a budget shared by every thread, at a rate that admits
-//!   most of them.
+//!   most of them;
+//! - `invalid`: makes stats tag values from a string that is not printable ASCII (as request data can be),
+//!   each fixed and counted in the process-wide count of invalid tag values.
 //!
 //! The timed call reads the sampler, the layer switches and the stats registry's generation, statics a
 //! linker may place on the cache line of a counter the other thread writes; then every write there costs
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use criterion::measurement::Measurement;
 use oclayer::export::{Exporter, SpanBatch};
+use oclayer::stats::TagValue;
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, TraceId};
 use oclayer::{Config, Telemetry, trace_layer};
 use oclayer_benches::ThreadCpuTime;
@@ -40,7 +43,8 @@ fn annotated(x: u64) -> u64 {
 const IDLE: u8 = 0;
 const DROPS: u8 = 1;
 const RATE: u8 = 2;
-const STOP: u8 = 3;
+const INVALID: u8 = 3;
+const STOP: u8 = 4;
 
 /// Pins the calling thread to `cpu`; says so if it cannot.
 fn pin(cpu: usize) {
@@ -84,6 +88,11 @@ fn neighbour(mode: &AtomicU8) {
                     black_box(Sampler::RateLimiting(1e9).should_sample(&id, None));
                 }
             }
+            INVALID => {
+                for _ in 0..1000 {
+                    black_box(TagValue::from(black_box("caf\u{e9}")));
+                }
+            }
             STOP => return,
             _ => std::thread::sleep(Duration::from_micros(200)),
         }
@@ -108,8 +117,8 @@ fn main() {
         move || neighbour(&mode)
     });
     pin(1);
-    let mut rows =
-        [("alone", IDLE), ("drops", DROPS), ("rate", RATE)].map(|(name, m)| (name, m, String::new()));
+    let mut rows = [("alone", IDLE), ("drops", DROPS), ("rate", RATE), ("invalid", INVALID)]
+        .map(|(name, m)| (name, m, String::new()));
     let dropped = trace::dropped_spans();
     for _ in 0..BLOCKS {
         for (_, m, line) in &mut rows {
@@ -128,6 +137,6 @@ fn main() {
     other.join().expect("the other thread");
     println!("spans dropped meanwhile: {}", trace::dropped_spans() - dropped);
     for (name, _, line) in rows {
-        println!("{name:5} ns:{line}");
+        println!("{name:7} ns:{line}");
     }
 }
