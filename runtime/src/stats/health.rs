@@ -7,12 +7,16 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
+
 use super::record::record_with_tags;
 use crate::layer;
 
-static INVALID_TAG_VALUES: AtomicU64 = AtomicU64::new(0);
-static INVALID_MEASUREMENTS: AtomicU64 = AtomicU64::new(0);
-static DROPPED_RECORDS: AtomicU64 = AtomicU64::new(0);
+// Each on cache lines of its own: a client's bad data can make every request write one, and the statics a
+// linker places beside them (the layer switches, the sampler) are read by every call on every core.
+static INVALID_TAG_VALUES: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
+static INVALID_MEASUREMENTS: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
+static DROPPED_RECORDS: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
 
 /// Spans the exporter `exporter` (or the span pipeline, as `"pipeline"`) dropped, e.g. on a full queue.
 pub fn record_dropped_spans(exporter: &str, count: u64) {
