@@ -23,7 +23,7 @@ use criterion::measurement::Measurement;
 use oclayer::__private::ClockReading;
 use oclayer::Config;
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, SpanKind};
-use oclayer_benches::{CHUNK, ThreadCpuTime, oclayer_discarding, oclayer_flush};
+use oclayer_benches::{CHUNK, ThreadCpuTime, oclayer_discarding, oclayer_flush, pin_to_cpu};
 
 const SPANS: u64 = 1 << 20;
 const BLOCKS: usize = 8;
@@ -170,26 +170,13 @@ impl Producer {
     }
 }
 
-/// Pins thread `tid` (0: the caller) to `cpu`; says so if it cannot.
-fn pin(tid: libc::pid_t, cpu: usize) {
-    // SAFETY: a zeroed `cpu_set_t` is an empty set, which `CPU_SET` fills; the call only reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        eprintln!("could not pin thread {tid} to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-}
-
 /// Pins this process's threads whose name starts with `prefix` to `cpu`.
 fn pin_named(prefix: &str, cpu: usize) {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if let (true, Ok(tid)) = (comm.starts_with(prefix), task.file_name().to_string_lossy().parse()) {
-            pin(tid, cpu);
+            pin_to_cpu(tid, cpu);
         }
     }
 }
@@ -215,7 +202,7 @@ fn main() {
     let telemetry = oclayer_discarding(Config::builder().build().expect("the default config is valid"));
     let flush = oclayer_flush(&telemetry, "floor");
     trace::set_sampler(Sampler::AlwaysOn);
-    pin(0, 0);
+    pin_to_cpu(0, 0);
 
     let ring = Arc::new(Ring {
         slots: (0..CAPACITY).map(|_| UnsafeCell::new(EMPTY)).collect(),
@@ -227,7 +214,7 @@ fn main() {
     let consumer = std::thread::spawn({
         let ring = Arc::clone(&ring);
         move || {
-            pin(0, 1);
+            pin_to_cpu(0, 1);
             ring.consume();
         }
     });

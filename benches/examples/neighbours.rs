@@ -19,25 +19,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use criterion::measurement::Measurement;
-use oclayer::export::{Exporter, SpanBatch};
 use oclayer::stats::TagValue;
 use oclayer::trace::{self, Parent, Sampler, SpanBuilder, TraceId};
-use oclayer::{Config, Telemetry, trace_layer};
-use oclayer_benches::ThreadCpuTime;
+use oclayer::{Config, Telemetry};
+use oclayer_benches::{Discard, ThreadCpuTime, pin_to_cpu, pipe_call};
 
 const CALLS: u64 = 2_000_000;
 const BLOCKS: usize = 8;
-
-#[inline(never)]
-fn work(x: u64) -> u64 {
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
-}
-
-#[inline(never)]
-#[trace_layer(pipe, route = "/bench/{id}")]
-fn annotated(x: u64) -> u64 {
-    work(x)
-}
 
 /// What the other thread does.
 const IDLE: u8 = 0;
@@ -46,35 +34,9 @@ const RATE: u8 = 2;
 const INVALID: u8 = 3;
 const STOP: u8 = 4;
 
-/// Pins the calling thread to `cpu`; says so if it cannot.
-fn pin(cpu: usize) {
-    // SAFETY: a zeroed `cpu_set_t` is an empty set, which `CPU_SET` fills; the call only reads it.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc != 0 {
-        eprintln!("could not pin a thread to CPU {cpu}: {}", std::io::Error::last_os_error());
-    }
-}
-
-/// Takes the spans and does nothing with them.
-struct Discard;
-
-impl Exporter for Discard {
-    fn name(&self) -> &'static str {
-        "discard"
-    }
-
-    fn export_spans(&self, spans: &SpanBatch) {
-        black_box(spans.len());
-    }
-}
-
 /// The other thread: `mode` says what it does, until it says [`STOP`].
 fn neighbour(mode: &AtomicU8) {
-    pin(0);
+    pin_to_cpu(0, 0);
     let id = TraceId::random();
     loop {
         match mode.load(Ordering::Relaxed) {
@@ -116,7 +78,7 @@ fn main() {
         let mode = Arc::clone(&mode);
         move || neighbour(&mode)
     });
-    pin(1);
+    pin_to_cpu(0, 1);
     let mut rows = [("alone", IDLE), ("drops", DROPS), ("rate", RATE), ("invalid", INVALID)]
         .map(|(name, m)| (name, m, String::new()));
     let dropped = trace::dropped_spans();
@@ -127,7 +89,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(20));
             let start = ThreadCpuTime.start();
             for i in 0..CALLS {
-                black_box(annotated(black_box(i)));
+                black_box(pipe_call(black_box(i)));
             }
             let ns = ThreadCpuTime.end(start) as f64 / CALLS as f64;
             line.push_str(&format!(" {ns:6.1}"));

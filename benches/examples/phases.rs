@@ -13,23 +13,12 @@ use std::hint::black_box;
 
 use criterion::measurement::Measurement;
 use oclayer::__private::ClockReading;
+use oclayer::Config;
 use oclayer::trace::{self, Sampler};
-use oclayer::{Config, trace_layer};
-use oclayer_benches::{ThreadCpuTime, oclayer_discarding};
+use oclayer_benches::{ThreadCpuTime, oclayer_discarding, pipe_call};
 
 const CALLS: u64 = 2_000_000;
 const BLOCKS: usize = 10;
-
-#[inline(never)]
-fn work(x: u64) -> u64 {
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
-}
-
-#[inline(never)]
-#[trace_layer(pipe, route = "/bench/{id}")]
-fn annotated(x: u64) -> u64 {
-    work(x)
-}
 
 /// Nanoseconds per iteration of `f` run `CALLS` times, by this thread's CPU clock.
 fn per_call(mut f: impl FnMut(u64)) -> f64 {
@@ -46,7 +35,7 @@ fn main() {
     let mut rows = [("call", String::new()), ("clock", String::new()), ("ilp", String::new())];
     for _ in 0..BLOCKS {
         let call = per_call(|i| {
-            black_box(annotated(black_box(i)));
+            black_box(pipe_call(black_box(i)));
         });
         let clock = per_call(|_| {
             black_box(black_box(ClockReading::now()).elapsed());

@@ -26,7 +26,8 @@ pub fn oclayer_discarding(config: oclayer::Config) -> oclayer::Telemetry {
     oclayer::Telemetry::builder(config).exporter(Arc::new(Discard)).init().expect("the pipeline starts")
 }
 
-struct Discard;
+/// A span exporter that drops every batch: no network, no server.
+pub struct Discard;
 
 impl Exporter for Discard {
     fn name(&self) -> &'static str {
@@ -99,6 +100,34 @@ fn cpu_clock(clock: libc::clockid_t, name: &str) -> Duration {
     let rc = unsafe { libc::clock_gettime(clock, &mut now) };
     assert_eq!(rc, 0, "clock_gettime({name}) failed");
     Duration::new(u64::try_from(now.tv_sec).unwrap_or(0), u32::try_from(now.tv_nsec).unwrap_or(0))
+}
+
+/// Pins thread `tid` (0: the calling thread) to `cpu`, for the examples that put threads on given cores; says
+/// so on standard error if it cannot (one CPU only, or a mask that forbids it).
+pub fn pin_to_cpu(tid: libc::pid_t, cpu: usize) {
+    // SAFETY: a zeroed `cpu_set_t` is an empty set, which `CPU_SET` fills; the call only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        eprintln!("could not pin thread {tid} to CPU {cpu}: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The body of [`pipe_call`]: small, so that the instrumentation is most of what is timed.
+#[inline(never)]
+fn pipe_work(x: u64) -> u64 {
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17)
+}
+
+/// `oclayer/unsampled`'s annotated fn, for the examples that time it beside something else (`phases`,
+/// `neighbours`).
+#[inline(never)]
+#[oclayer::trace_layer(pipe, route = "/bench/{id}")]
+pub fn pipe_call(x: u64) -> u64 {
+    pipe_work(x)
 }
 
 /// A criterion measurement that times each sample by the benchmark thread's CPU clock, in nanoseconds.
