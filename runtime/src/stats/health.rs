@@ -12,8 +12,9 @@ use crossbeam_utils::CachePadded;
 use super::record::record_with_tags;
 use crate::layer;
 
-// Each on cache lines of its own: a client's bad data can make every request write one, and the statics a
-// linker places beside them (the layer switches, the sampler) are read by every call on every core.
+// Each on cache lines of its own: each can be written on every call (tag values from request data that is
+// not printable ASCII, NaN measurements, records from an exiting thread), and the statics a linker places
+// beside them (the layer switches, the sampler) are read by every call on every core.
 static INVALID_TAG_VALUES: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
 static INVALID_MEASUREMENTS: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
 static DROPPED_RECORDS: CachePadded<AtomicU64> = CachePadded::new(AtomicU64::new(0));
